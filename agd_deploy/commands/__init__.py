@@ -1,0 +1,1 @@
+"""Click subcommands, one module per job; imported lazily by agd_deploy.cli."""

@@ -1,0 +1,88 @@
+"""Small helpers shared by every layer: atomic file writes, shape parsing, resource lookup."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+_PKG = Path(__file__).resolve().parent
+
+
+def parse_shape(text: str) -> list[int]:
+    """'1x3x64x64' -> [1, 3, 64, 64]; ValueError with a one-line message otherwise."""
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        shape = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"bad shape {text!r}: expected NxCxHxW like 1x3x64x64") from None
+    if len(shape) != 4 or any(s <= 0 for s in shape):
+        raise ValueError(f"bad shape {text!r}: expected four positive integers NxCxHxW like 1x3x64x64")
+    return shape
+
+
+def format_shape(shape) -> str:
+    return "x".join(str(int(s)) for s in shape)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success rename it over `path`, on error remove it.
+    Readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            if tmp_path.is_dir():
+                import shutil
+                shutil.rmtree(tmp_path)
+            else:
+                tmp_path.unlink()
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resource_dir(kind: str) -> Path:
+    """Shipped data folder ('latency_tables', 'search', 'export'): inside the wheel, or the source tree."""
+    installed = _PKG / "_data" / kind
+    if installed.is_dir():
+        return installed
+    return _PKG.parent / kind
+
+
+def find_resource(kind: str, name: str, suffixes: tuple[str, ...] = (".yaml", ".yml", ".json")) -> Path | None:
+    """A user's path if it exists, else a shipped resource by name (with or without suffix)."""
+    p = Path(name)
+    if p.exists():
+        return p
+    base = resource_dir(kind)
+    for cand in [base / name, *(base / (name + s) for s in suffixes)]:
+        if cand.is_file():
+            return cand
+    return None
