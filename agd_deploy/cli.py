@@ -6,6 +6,7 @@ and a missing optional runtime never breaks unrelated commands."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click
