@@ -86,3 +86,14 @@ def find_resource(kind: str, name: str, suffixes: tuple[str, ...] = (".yaml", ".
         if cand.is_file():
             return cand
     return None
+
+
+def cache_dir(*parts: str) -> Path:
+    """agd-deploy's user cache (converted teachers, teacher outputs): env AGD_CACHE_DIR, else the platform's."""
+    root = os.environ.get("AGD_CACHE_DIR")
+    if not root:
+        import platformdirs
+        root = platformdirs.user_cache_dir("agd-deploy")
+    p = Path(root).joinpath(*parts)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
