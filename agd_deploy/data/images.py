@@ -1,0 +1,136 @@
+"""Image sets: a folder of the user's images, or the built-in natural images that scikit-image ships.
+
+Every image is loaded as uint8 RGB HxWx3 (grayscale is replicated, alpha dropped). Files that cannot be read
+are skipped with a warning on stderr; a set with no readable image is an error."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import AgdError
+
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# scikit-image's bundled sample images (in the wheel, no download), fixed split by name. Near-duplicates
+# (motorcycle_right), synthetic images (phantom, chessboard, logo, color) and tiny ones are left out.
+BUILTIN_TRAIN = ("astronaut", "rocket", "motorcycle_left", "hubble_deep_field", "retina", "brick", "grass",
+                 "gravel", "moon", "ihc", "cell", "page", "text")
+BUILTIN_HELDOUT = ("chelsea", "coffee", "camera", "coins")
+
+
+def warn(msg: str) -> None:
+    sys.stderr.write(f"warning: {msg}\n")
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """uint8 RGB HxWx3. Raises OSError/ValueError for unreadable files."""
+    with Image.open(path) as im:
+        im.load()
+        if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+            im = im.convert("RGBA")
+            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, im)
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            a = np.asarray(im, dtype=np.float64)
+            im = Image.fromarray((a / max(1.0, a.max()) * 255).round().astype(np.uint8))
+        arr = np.asarray(im.convert("RGB"))
+    if arr.ndim != 3 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError("empty image")
+    return np.ascontiguousarray(arr)
+
+
+class Images:
+    """A named, ordered list of uint8 RGB images with a content hash (for cache keys)."""
+
+    def __init__(self, names: list[str], arrays: list[np.ndarray], source: str):
+        self.names, self.arrays, self.source = list(names), list(arrays), source
+        if not self.arrays:
+            raise AgdError(f"no readable images in {source}")
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+        return self.names[i], self.arrays[i]
+
+    def __iter__(self):
+        return iter(zip(self.names, self.arrays))
+
+    @property
+    def data_hash(self) -> str:
+        h = hashlib.sha256()
+        for n, a in self:
+            h.update(n.encode() + b"\0" + str(a.shape).encode())
+            h.update(hashlib.sha256(a.tobytes()).digest())
+        return h.hexdigest()[:16]
+
+    def subset(self, min_hw: int, what: str = "the patch size") -> "Images":
+        """Only images at least min_hw x min_hw (warn about the others; error if none is left)."""
+        keep = [(n, a) for n, a in self if min(a.shape[:2]) >= min_hw]
+        for n, a in self:
+            if min(a.shape[:2]) < min_hw:
+                warn(f"skipping {n}: {a.shape[1]}x{a.shape[0]} is smaller than {what} ({min_hw}x{min_hw})")
+        if not keep:
+            raise AgdError(f"every image in {self.source} is smaller than {what} ({min_hw}x{min_hw})")
+        return Images([n for n, _ in keep], [a for _, a in keep], self.source)
+
+
+class ImageFolder(Images):
+    """All images under `root` (recursively, sorted by relative path)."""
+
+    def __init__(self, root: str | Path):
+        root = Path(root)
+        if not root.exists():
+            raise AgdError(f"data folder {root} does not exist")
+        if root.is_file():
+            files = [root]
+        else:
+            files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise AgdError(f"data folder {root} is empty")
+        names, arrays = [], []
+        for p in files:
+            name = str(p.relative_to(root)) if p != root else p.name
+            if p.suffix.lower() not in EXTENSIONS:
+                warn(f"skipping {p}: not an image file ({p.suffix or 'no extension'})")
+                continue
+            try:
+                arrays.append(load_image(p))
+                names.append(name)
+            except (OSError, ValueError, Image.DecompressionBombError) as e:
+                warn(f"skipping {p}: cannot read it as an image ({str(e).splitlines()[0][:120]})")
+        super().__init__(names, arrays, str(root))
+
+
+def builtin_images(split: str = "train") -> Images:
+    """scikit-image's bundled images: split 'train', 'heldout' or 'all' (fixed by name)."""
+    import skimage.data
+
+    names = {"train": BUILTIN_TRAIN, "heldout": BUILTIN_HELDOUT, "all": BUILTIN_TRAIN + BUILTIN_HELDOUT}.get(split)
+    if names is None:
+        raise AgdError(f"unknown built-in split {split!r}: train, heldout or all")
+    folder = Path(skimage.data.__file__).parent
+    arrays, kept = [], []
+    for n in names:
+        cands = [folder / f"{n}{ext}" for ext in (".png", ".jpg")]
+        path = next((c for c in cands if c.is_file()), None)
+        if path is None:
+            warn(f"built-in image {n} is not in this scikit-image install")
+            continue
+        arrays.append(load_image(path))
+        kept.append(n)
+    return Images(kept, arrays, f"built-in images ({split})")
+
+
+def open_images(spec: str | Path | None, split: str = "train") -> Images:
+    """--data: a folder/file, or None/'builtin' for the built-in set ('builtin:heldout' picks a split)."""
+    if spec is None or str(spec) == "builtin":
+        return builtin_images(split)
+    if str(spec).startswith("builtin:"):
+        return builtin_images(str(spec).split(":", 1)[1])
+    return ImageFolder(spec)

@@ -1,0 +1,47 @@
+"""Run an image model on overlapping tiles, so large images fit in memory and fixed-shape artifacts
+(exported at e.g. 1x3x64x64) can process any image size. Each tile's border `overlap` pixels are thrown away
+except at the image edge, which hides the seams of zero padding."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]:
+    """(window start, core start, core end) along one axis; windows have length `tile` (<= length)."""
+    if length <= tile:
+        return [(0, 0, length)]
+    step = max(1, tile - 2 * overlap)
+    starts = list(range(0, length - tile, step)) + [length - tile]
+    out = []
+    for s in starts:
+        lo = 0 if s == 0 else s + overlap
+        hi = length if s + tile >= length else s + tile - overlap
+        out.append((s, lo, hi))
+    return out
+
+
+def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int,
+                tile: int | tuple[int, int] = 128, overlap: int = 8, fixed: bool = False) -> torch.Tensor:
+    """fn on NCHW `x` tile by tile. `fixed`: fn only accepts exactly `tile`-sized inputs (smaller images are
+    padded by edge replication and the output cropped back)."""
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    n, c, h, w = x.shape
+    ph, pw = max(0, th - h) if fixed else 0, max(0, tw - w) if fixed else 0
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    H, W = x.shape[2:]
+    if H <= th and W <= tw and not fixed:
+        return fn(x)
+    out = None
+    for ys, ylo, yhi in _windows(H, th, overlap):
+        for xs, xlo, xhi in _windows(W, tw, overlap):
+            y = fn(x[:, :, ys:ys + min(th, H), xs:xs + min(tw, W)])
+            if out is None:
+                out = torch.zeros(n, y.shape[1], H * scale, W * scale, dtype=y.dtype)
+            s = scale
+            out[:, :, ylo * s:yhi * s, xlo * s:xhi * s] = y[:, :, (ylo - ys) * s:(yhi - ys) * s, (xlo - xs) * s:(xhi - xs) * s]
+    return out[:, :, :h * scale, :w * scale]

@@ -1,0 +1,89 @@
+"""Real teachers, loaded by spec: `realesrgan-x4plus`, `esrgan-pth:PATH`, `cyclegan-pth:PATH` or `PATH.onnx`.
+
+    t = load_teacher("realesrgan-x4plus")
+    y = t(x)  # NCHW float32 in t.value_range -> t.scale times larger, no gradients
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import AgdError
+from .base import OnnxTeacher, Teacher
+
+NAMED = ("realesrgan-x4plus",)
+
+
+def load_teacher(spec: str) -> Teacher:
+    """A teacher from its spec string (see module doc). Bad specs and unreadable files raise AgdError."""
+    if isinstance(spec, Teacher):
+        return spec
+    spec = str(spec)
+    if spec == "realesrgan-x4plus":
+        from .realesrgan import load_realesrgan_x4plus
+
+        model, fp = load_realesrgan_x4plus()
+        return Teacher(spec, 4, (0.0, 1.0), fp, model)
+    if spec.startswith("esrgan-pth:"):
+        from .checkpoints import load_esrgan_pth
+
+        model, fp = load_esrgan_pth(spec.split(":", 1)[1])
+        return Teacher(spec, 4, (0.0, 1.0), fp, model)
+    if spec.startswith("cyclegan-pth:"):
+        from .checkpoints import load_cyclegan_pth
+
+        model, fp = load_cyclegan_pth(spec.split(":", 1)[1])
+        return Teacher(spec, 1, (-1.0, 1.0), fp, model)
+    if spec.lower().endswith(".onnx"):
+        return load_onnx_teacher(spec)
+    raise AgdError(f"unknown teacher {spec!r}: use {', '.join(NAMED)}, esrgan-pth:PATH, cyclegan-pth:PATH or PATH.onnx")
+
+
+def is_teacher_spec(spec: str) -> bool:
+    s = str(spec)
+    return s in NAMED or s.startswith(("esrgan-pth:", "cyclegan-pth:")) or s.lower().endswith(".onnx")
+
+
+def load_onnx_teacher(path: str) -> OnnxTeacher:
+    """Scale and value range from the model's metadata (`scale`, `value_range`) when present, else probed/[0,1]."""
+    import numpy as np
+
+    from ..utils import sha256_file
+
+    p = Path(path)
+    if not p.is_file():
+        raise AgdError(f"ONNX teacher {p} not found")
+    try:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+    except ImportError:
+        raise AgdError("ONNX teachers need the 'onnxruntime' package") from None
+    except Exception as e:
+        raise AgdError(f"cannot load ONNX model {p}: {str(e).splitlines()[0][:200]}") from None
+    inp = sess.get_inputs()[0]
+    if len(inp.shape) != 4:
+        raise AgdError(f"{p}: input {inp.name} is not NCHW")
+    h, w = inp.shape[2:]
+    fixed = (h, w) if isinstance(h, int) and isinstance(w, int) else None
+    meta = sess.get_modelmeta().custom_metadata_map
+    vr = (0.0, 1.0)
+    if "value_range" in meta:
+        try:
+            lo, hi = (float(v) for v in str(meta["value_range"]).strip("[]() ").split(","))
+            vr = (lo, hi)
+        except ValueError:
+            pass
+    if "scale" in meta:
+        scale = int(float(meta["scale"]))
+    else:  # probe with one small input
+        ph, pw = fixed or (16, 16)
+        out = sess.run(None, {inp.name: np.zeros((1, 3, ph, pw), np.float32)})[0]
+        scale = max(1, out.shape[2] // ph)
+    return OnnxTeacher(str(p), sess, inp.name, fixed, name=str(p), scale=scale, value_range=vr,
+                       fingerprint=f"onnx:{sha256_file(p)[:16]}")
+
+
+__all__ = ["NAMED", "OnnxTeacher", "Teacher", "is_teacher_spec", "load_teacher"]
