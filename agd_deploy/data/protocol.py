@@ -39,7 +39,7 @@ def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
 def to_tensor(img: np.ndarray, value_range: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
     """uint8 HxWx3 -> float32 1x3xHxW in value_range."""
     lo, hi = value_range
-    t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+    t = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float() / 255.0
     return t * (hi - lo) + lo
 
 

@@ -1,0 +1,64 @@
+"""`agd train ARCH.json`: train a derived generator from scratch by distillation (resumable)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("arch_path", metavar="ARCH.json")
+@click.option("--teacher", default="realesrgan-x4plus", show_default=True,
+              help="realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH or PATH.onnx.")
+@click.option("--data", default=None, help="Folder of HR training images (default: the built-in images).")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
+              help="Passes over the training LR pixels (ignored with --steps).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Total optimizer steps.")
+@click.option("--patch", type=click.IntRange(min=4), default=32, show_default=True, help="LR patch side.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--lr", "lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--gt-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of an L1 term to the ground truth (the teacher term has weight 1).")
+@click.option("--vgg", type=click.Path(dir_okay=False), default=None,
+              help="A torchvision-layout VGG19 state_dict (.pth) for perceptual/style terms (never downloaded).")
+@click.option("--perceptual-weight", type=click.FloatRange(min=0), default=None,
+              help="Weight of the VGG conv5_4 L1 term (default 0.01 when --vgg is given).")
+@click.option("--style-weight", type=click.FloatRange(min=0), default=0.0, show_default=True)
+@click.option("--ckpt-every", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Save a resumable checkpoint every N steps.")
+@click.option("--max-side", type=click.IntRange(min=16), default=512, show_default=True,
+              help="Centre-crop HR training images to this side before running the teacher (its cost).")
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out", default="ckpt", show_default=True, help="Output CKPT folder.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="Continue from <out>.partial/ after an interruption.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, vgg, perceptual_weight,
+          style_weight, ckpt_every, max_side, threads, seed, out, resume, as_json):
+    """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
+
+    Loss: L1 to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
+    OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes from them."""
+    from ..data import open_images
+    from ..space import Arch
+    from ..teachers import load_teacher
+    from ..train import TrainConfig, train as run_train
+
+    arch = Arch.load(arch_path)
+    if vgg and perceptual_weight is None:
+        perceptual_weight = 0.01
+    cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, gt_weight=gt_weight, vgg=vgg,
+                      perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight, ckpt_every=ckpt_every,
+                      seed=seed, threads=threads, max_side=max_side)
+    if (perceptual_weight or style_weight) and not vgg:
+        raise click.BadParameter("perceptual/style terms need --vgg STATE_DICT", param_hint="--perceptual-weight")
+    t = load_teacher(teacher)
+    images = open_images(data, "train")
+    res = run_train(arch, t, images, cfg, out, resume=resume)
+    if as_json:
+        click.echo(json.dumps(res))
+    else:
+        extra = f" (resumed from step {res['resumed_from']})" if res.get("resumed_from") else ""
+        click.echo(f"trained {res['steps']} steps{extra}, final loss {res['final_loss']:.4f} -> {res['ckpt']}")
