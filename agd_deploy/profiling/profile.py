@@ -1,0 +1,295 @@
+"""Build a latency table: lower every block of a space for a target, time them all interleaved, write the LUT.
+
+How a table is measured (DESIGN.md "Known pitfalls" explains why each step is there):
+
+1. Every distinct block of `space.all_blocks(h, w)` is lowered alone, the way the target runs it inside a
+   whole net: same precision, and for int8 targets with quantized (uint8) tensors at its boundaries, since a
+   whole int8 net quantizes once at its input and dequantizes once at its output.
+2. Three kinds of extra model are lowered beside the blocks: a tiny identity model (the runtime's per-call
+   cost, which every separately timed block pays once but a whole net pays once in all), and a few reference
+   whole nets (smallest, largest, random) of the space, lowered exactly as an exported net.
+3. All of them are timed by the shared loop (`runtimes.timing.measure`), interleaved: each round visits every
+   model in a fresh random order with an untimed run before each timed one. One round at a time, so the
+   samples are checkpointed after each round.
+4. entry = block statistic - identity statistic (the call cost is not part of the block);
+   overhead_ms = median over the reference nets of (net statistic - sum of its entries): the per-call cost
+   plus what a whole net does once (int8 input quantize / output dequantize, layout changes).
+   Prediction = overhead_ms + sum of entries. The reference nets are not the validation nets.
+5. noise = median relative difference of the block statistics between the even and the odd rounds.
+
+Resume: lowered artifacts and per-round samples live in a work folder beside the table
+(`.<table>.work/`, with `partial.json` written atomically after each lowering and each round). A rerun with
+the same settings skips what is there and continues at the next round; the folder is removed at the end."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import __version__
+from ..errors import AgdError
+from ..space import Arch, BlockSpec, build, get_space
+from ..utils import atomic_write_json, format_shape, resource_dir
+from .lut import LUT, now_iso
+
+IDENTITY = "overhead:identity"
+REF_PREFIX = "net:"
+
+
+@dataclass
+class ProfileConfig:
+    target: str
+    space: str = "sr"
+    input_shape: list[int] = field(default_factory=lambda: [1, 3, 64, 64])
+    threads: int = 1
+    rounds: int = 20
+    ref_nets: int = 4  # reference whole nets for the overhead fit (smallest, largest, random)
+    statistic: str = "min_ms"
+    seed: int = 0
+    only: list[str] | None = None  # restrict to these block keys (tests); the table is then partial
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the interrupted one."""
+        d = asdict(self)
+        d["space_hash"] = get_space(self.space).space_hash
+        return d
+
+
+@dataclass
+class ProfileResult:
+    table: Path
+    entries: int
+    seconds: float
+    noise: float
+    resumed_rounds: int = 0
+    lowered: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"table": str(self.table), "entries": self.entries, "seconds": round(self.seconds, 2),
+                "noise": {"median_rel_diff": round(self.noise, 4)}, "resumed_rounds": self.resumed_rounds}
+
+
+def default_table_path(target: str, space: str, input_shape, threads: int) -> Path:
+    """latency_tables/<target>/<space>-<H>x<W>-t<threads>.json (the shipped tables' folder)."""
+    h, w = input_shape[2], input_shape[3]
+    return resource_dir("latency_tables") / target / f"{space}-{h}x{w}-t{threads}.json"
+
+
+def find_table(target: str, space: str, input_shape, threads: int = 1) -> Path | None:
+    p = default_table_path(target, space, input_shape, threads)
+    return p if p.is_file() else None
+
+
+def reference_archs(space: str, input_shape, n: int, seed: int) -> list[Arch]:
+    """Smallest, largest, then random archs spread over width levels (seed differs from validation's)."""
+    from .validate import sample_archs
+
+    archs = [Arch.extreme(space, False, input_shape), Arch.extreme(space, True, input_shape)][:n]
+    archs += sample_archs(space, max(0, n - 2), seed=10_000 + seed, input_shape=input_shape)
+    return archs
+
+
+def _safe(name: str) -> str:
+    return name.replace(":", "_")
+
+
+class _Partial:
+    """The resume state: settings, lowered artifacts, per-round samples. Saved atomically."""
+
+    def __init__(self, path: Path, config: dict[str, Any]):
+        self.path = path
+        self.data: dict[str, Any] = {"config": config, "artifacts": {}, "samples": {}, "rounds_done": 0}
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if isinstance(old, dict) and old.get("config") == config:
+                self.data = old
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        return self.data["artifacts"]
+
+    @property
+    def samples(self) -> dict[str, list[float]]:
+        return self.data["samples"]
+
+
+def _calib(shape, n: int = 2, seed: int = 0, value_range=(0.0, 1.0)) -> list[np.ndarray]:
+    """Calibration inputs for int8 lowering. Latency does not depend on the values, only on shapes and types."""
+    rng = np.random.default_rng(seed)
+    lo, hi = value_range
+    return [(lo + (hi - lo) * rng.random(tuple(shape), dtype=np.float32)).astype(np.float32) for _ in range(n)]
+
+
+def block_example_shape(spec: BlockSpec) -> list[int]:
+    """A block's input: `cin` channels at the slot's input resolution (a slot's h, w are its input's)."""
+    return [1, spec.cin, spec.h, spec.w]
+
+
+def lower_model(target, module, shape, out_dir: Path, name: str, quantized_io: bool, value_range=(0.0, 1.0)) -> Path:
+    """Lower one torch module at a fixed input shape for `target` (via runtimes.targets, the one lowering)."""
+    import torch
+
+    from ..runtimes import targets as T
+
+    example = torch.from_numpy(_calib(shape, 1, seed=1, value_range=value_range)[0])
+    calib = _calib(shape, 2, seed=2, value_range=value_range)
+    return Path(T.lower(target, module.eval(), example, out_dir, calib=calib, name=name,
+                        quantized_io=quantized_io))
+
+
+def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = True,
+            on_round: Callable[[int], None] | None = None) -> ProfileResult:
+    """Measure the LUT of `cfg` and write it to `out` (default: the shipped tables' path)."""
+    from ..runtimes import targets as T
+    from ..runtimes.base import device_fingerprint
+    from ..runtimes.timing import Stats, measure, noise, pinned
+
+    t0 = time.perf_counter()
+    target = T.get_target(cfg.target)  # AgdError: unknown target / runtime not installed
+    sp = get_space(cfg.space)
+    try:
+        shape = list(sp.check_input(cfg.input_shape))
+    except ValueError as e:
+        raise AgdError(str(e)) from None
+    if cfg.rounds < 2:
+        raise AgdError("--rounds must be at least 2 (the noise figure compares two halves of the rounds)")
+    out = Path(out) if out else default_table_path(cfg.target, sp.name, shape, cfg.threads)
+    h, w = shape[2], shape[3]
+    blocks = sp.all_blocks(h, w)
+    if cfg.only:
+        wanted = set(cfg.only)
+        unknown = wanted - {b.key for b in blocks}
+        if unknown:
+            raise AgdError(f"no block {sorted(unknown)[0]} in the {sp.name} space at {h}x{w}")
+        blocks = [b for b in blocks if b.key in wanted]
+    int8 = target.is_int8
+
+    work = out.parent / f".{out.stem}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    part = _Partial(work / "partial.json", cfg.fingerprint())
+    resumed_rounds = int(part.data["rounds_done"])
+
+    # -- 1+2: lower blocks, the identity model and the reference nets (cached across a resume) --------
+    import torch
+
+    jobs: list[tuple[str, Callable[[], Path]]] = []
+    for b in blocks:
+        jobs.append((b.key, lambda b=b: lower_model(target, sp.build_block(b), block_example_shape(b), work,
+                                                    _safe(b.key), quantized_io=int8)))
+    jobs.append((IDENTITY, lambda: lower_model(target, _Identity(), [1, 3, 8, 8], work, "identity",
+                                               quantized_io=int8)))
+    refs = reference_archs(sp.name, shape, cfg.ref_nets, cfg.seed) if not cfg.only else []
+    for i, arch in enumerate(refs):
+        jobs.append((f"{REF_PREFIX}{i}", lambda a=arch, i=i: lower_model(target, build(a), shape, work, f"net{i}",
+                                                                        quantized_io=False,
+                                                                        value_range=sp.value_range)))
+    todo = [(k, fn) for k, fn in jobs if k not in part.artifacts or not Path(part.artifacts[k]).exists()]
+    lowered = 0
+    if todo:
+        torch.manual_seed(cfg.seed)
+        for key, fn in _bar(todo, progress, f"lowering {cfg.target}"):
+            part.artifacts[key] = str(fn())
+            lowered += 1
+            part.save()
+
+    # -- 3: time everything interleaved, one round at a time (checkpointed) ---------------------------
+    names = [k for k, _ in jobs]
+    with pinned(cfg.threads):
+        sessions = {k: T.load_session(target, part.artifacts[k], threads=cfg.threads) for k in names}
+        runs = {k: s.timer() for k, s in sessions.items()}
+        first = True
+        rounds_left = range(int(part.data["rounds_done"]), cfg.rounds)
+        for r in _bar(rounds_left, progress, f"timing {len(names)} models", total_rounds=cfg.rounds):
+            stats = measure(runs, rounds=1, warmup=2 if first else 0, seed=cfg.seed * 100_003 + r)
+            first = False
+            for k, s in stats.items():
+                part.samples.setdefault(k, []).append(s.min_ms)
+            part.data["rounds_done"] = r + 1
+            part.save()
+            if on_round:
+                on_round(r + 1)
+    for s in sessions.values():
+        s.close()
+
+    # -- 4: entries, overhead, noise ------------------------------------------------------------------
+    full = {k: Stats.from_samples(part.samples[k]) for k in names}
+    ident = full[IDENTITY]
+    entries = {}
+    for b in blocks:
+        st = full[b.key]
+        entries[b.key] = {f: max(0.0, round(st.get(f) - ident.get(f), 6)) for f in ("min_ms", "p10_ms", "p50_ms",
+                                                                                     "p90_ms")}
+        entries[b.key]["n"] = st.n
+    call_ms = ident.get(cfg.statistic)
+    residuals = []
+    for i, arch in enumerate(refs):
+        total = sum(entries[b.key][cfg.statistic] for b in arch.blocks(shape))
+        residuals.append(full[f"{REF_PREFIX}{i}"].get(cfg.statistic) - total)
+    overhead = statistics.median(residuals) if residuals else call_ms
+    halves = [{k: Stats.from_samples(part.samples[k][j::2]) for k in (b.key for b in blocks)} for j in (0, 1)]
+    noise_rel = noise(halves[0], halves[1], cfg.statistic)
+
+    runtime = {"agd_deploy": __version__}
+    runtime.update(T.runtime_for(target).versions())
+    lut = LUT(target=cfg.target, space=sp.name, space_hash=sp.space_hash, input_shape=shape, threads=cfg.threads,
+              entries=entries, overhead_ms=round(overhead, 6), statistic=cfg.statistic, device=device_fingerprint(),
+              runtime=runtime, created=now_iso(),
+              extra={"profile": {"rounds": cfg.rounds, "call_ms": round(call_ms, 6),
+                                 "reference_nets": [{"arch": {"ops": a.ops, "widths": a.widths},
+                                                     "measured_ms": round(full[f"{REF_PREFIX}{i}"].get(cfg.statistic), 4),
+                                                     "residual_ms": round(residuals[i], 4)}
+                                                    for i, a in enumerate(refs)],
+                                 "noise_median_rel_diff": round(noise_rel, 4),
+                                 "complete": not cfg.only}})
+    lut.save(out)
+    shutil.rmtree(work, ignore_errors=True)
+    return ProfileResult(out, len(entries), time.perf_counter() - t0, noise_rel, resumed_rounds, lowered)
+
+
+class _Identity:
+    """A module that returns its input (the runtime's per-call cost); a torch Module subclass made lazily."""
+
+    def __new__(cls):
+        import torch
+
+        class Identity(torch.nn.Module):
+            def forward(self, x):
+                return x + 0  # a real op: some exporters drop a pure identity graph
+
+        return Identity()
+
+
+def _bar(items, progress: bool, desc: str, total_rounds: int | None = None):
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    items = list(items)
+    if total_rounds is not None:
+        return tqdm(items, desc=desc, unit="round", total=len(items), initial=0)
+    return tqdm(items, desc=desc, unit="model")
+
+
+def sample_key_subset(space: str, input_shape, n: int, seed: int = 0) -> list[str]:
+    """n block keys of a space (tests profile a subset)."""
+    sp = get_space(space)
+    keys = [b.key for b in sp.all_blocks(input_shape[2], input_shape[3])]
+    return random.Random(seed).sample(keys, min(n, len(keys)))
+
+
+def describe(lut: LUT) -> str:
+    return f"{lut.target} {lut.space} {format_shape(lut.input_shape)} t{lut.threads}: {len(lut.entries)} entries"

@@ -1,0 +1,179 @@
+"""Check a LUT against reality: random whole nets of its space, lowered and timed on its target, compared with
+the LUT's prediction and with a FLOPs proxy (least-squares ms = a * GMACs + b).
+
+The whole nets are timed like LUT blocks (shared interleaved loop, the LUT's statistic), in two passes with
+different orders; the Spearman correlation between the passes is the repeatability of the measurement itself:
+no predictor can rank the nets better than the measurement agrees with itself."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import AgdError
+from ..space import Arch, build, count, get_space
+from .lut import LUT
+from .predictor import predict_ms
+
+
+def sample_archs(space: str, n: int, seed: int = 0, input_shape=None) -> list[Arch]:
+    """n random archs spanning the latency range: each arch draws a "width level" and a "skip share", then
+    widths near that level and ops with that share of `skip`, so narrow/cheap and wide/heavy nets both appear
+    (uniform sampling alone concentrates around the middle)."""
+    sp = get_space(space)
+    rng = random.Random(seed)
+    archs = []
+    for _ in range(n):
+        level = rng.uniform(0, 4)
+        skip_share = rng.uniform(0, 0.6)
+        widths = {}
+        for name, ch in sp.width_vars.items():
+            i = int(round(min(len(ch) - 1, max(0, level + rng.uniform(-1.5, 1.5)))))
+            widths[name] = ch[i]
+        others = [o for o in sp.ops if o != "skip"]
+        ops = ["skip" if rng.random() < skip_share else rng.choice(others) for _ in range(sp.n_positions)]
+        archs.append(Arch(sp.name, ops, widths, list(input_shape or sp.default_input)))
+    return archs
+
+
+def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    rel = np.abs(pred - meas) / meas
+    return {"mape": float(rel.mean()), "within_10pct": float((rel <= 0.10).mean()),
+            "spearman": float(stats.spearmanr(pred, meas).statistic),
+            "kendall": float(stats.kendalltau(pred, meas).statistic)}
+
+
+def flops_fit(gmacs: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    """Least-squares ms = a * GMACs + b on the same nets (the best a FLOPs proxy can do here)."""
+    a, b = np.polyfit(gmacs, meas, 1)
+    return a * gmacs + b
+
+
+@dataclass
+class NetTiming:
+    predicted_ms: float
+    measured_ms: float
+    gmacs: float
+    pass_ms: tuple[float, float]
+
+
+def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int, statistic: str = "min_ms",
+                  seed: int = 0, progress: bool = True) -> list[tuple[float, float, float]]:
+    """Lower each arch's whole net for the target and time them all interleaved in two passes of `rounds`
+    rounds. Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
+    from ..runtimes import targets as T
+    from ..runtimes.timing import Stats, measure, pinned
+    from .profile import _bar, lower_model
+
+    target = T.get_target(target_name)
+    sp = get_space(archs[0].space)
+    with tempfile.TemporaryDirectory(prefix="agd-validate-") as tmp:
+        arts = []
+        for i, a in enumerate(_bar(archs, progress, f"lowering {target_name}")):
+            arts.append(lower_model(target, build(a), a.input_shape, Path(tmp), f"net{i}", quantized_io=False,
+                                    value_range=sp.value_range))
+        with pinned(threads):
+            sessions = [T.load_session(target, p, threads=threads) for p in arts]
+            runs = {str(i): s.timer() for i, s in enumerate(sessions)}
+            samples: list[dict[str, list[float]]] = [{k: [] for k in runs}, {k: [] for k in runs}]
+            total = 2 * rounds
+            for r in _bar(range(total), progress, f"timing {len(runs)} nets x2", total_rounds=total):
+                st = measure(runs, rounds=1, warmup=2 if r == 0 else 0, seed=seed * 7919 + r)
+                for k, s in st.items():
+                    samples[r % 2][k].append(s.min_ms)
+            for s in sessions:
+                s.close()
+    out = []
+    for k in runs:
+        both = Stats.from_samples(samples[0][k] + samples[1][k]).get(statistic)
+        out.append((both, Stats.from_samples(samples[0][k]).get(statistic),
+                    Stats.from_samples(samples[1][k]).get(statistic)))
+    return out
+
+
+def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: bool = True,
+             plot: str | Path | None = None) -> dict[str, Any]:
+    """The validation report of DESIGN.md's Contracts (fractions, not percent)."""
+    from scipy import stats
+
+    if n < 3:
+        raise AgdError("--n must be at least 3 to compute rank correlations")
+    sp = get_space(lut.space)
+    lut.check(sp)
+    lut.warn_if_other_device()
+    archs = sample_archs(sp.name, n, seed=seed, input_shape=lut.input_shape)
+    pred = np.array([predict_ms(lut, a) for a in archs])
+    gmacs = np.array([count(build(a), a.input_shape).gmacs for a in archs])
+    timings = measure_archs(archs, lut.target, lut.threads, rounds, lut.statistic, seed=seed, progress=progress)
+    meas = np.array([t[0] for t in timings])
+    p1, p2 = np.array([t[1] for t in timings]), np.array([t[2] for t in timings])
+    flops_pred = flops_fit(gmacs, meas)
+    report = {"n": n, "target": lut.target, "table": str(lut.path) if lut.path else None,
+              "lut": metrics(pred, meas), "flops": metrics(flops_pred, meas),
+              "repeatability": {"spearman": float(stats.spearmanr(p1, p2).statistic),
+                                "median_rel_diff": float(np.median(np.abs(p1 - p2) / ((p1 + p2) / 2)))},
+              "points": [{"predicted_ms": round(float(p), 4), "measured_ms": round(float(m), 4),
+                          "gmacs": round(float(g), 4)} for p, m, g in zip(pred, meas, gmacs)]}
+    if plot:
+        scatter_plot(report, flops_pred, plot)
+        report["plot"] = str(plot)
+    return report
+
+
+def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Path) -> Path:
+    """Two panels: LUT prediction vs measured, FLOPs fit vs measured, with the y=x line and ±10% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..utils import atomic_path
+
+    meas = np.array([p["measured_ms"] for p in report["points"]])
+    pred = np.array([p["predicted_ms"] for p in report["points"]])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+    for ax, y, name, key in ((axes[0], pred, "LUT prediction", "lut"), (axes[1], flops_pred, "FLOPs fit", "flops")):
+        m = report[key]
+        lo, hi = min(meas.min(), y.min()) * 0.95, max(meas.max(), y.max()) * 1.05
+        xs = np.array([lo, hi])
+        ax.plot(xs, xs, "k-", lw=1)
+        ax.fill_between(xs, xs * 0.9, xs * 1.1, color="0.85", label="±10%")
+        ax.scatter(meas, y, s=16, alpha=0.8)
+        ax.set_xlabel("measured ms")
+        ax.set_ylabel(f"{name} ms")
+        ax.set_title(f"{name}: MAPE {m['mape']*100:.1f}%, ±10% {m['within_10pct']*100:.0f}%, "
+                     f"ρ {m['spearman']:.3f}", fontsize=9)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"{report.get('target', '')}: {report['n']} random nets "
+                 f"(repeatability ρ {report['repeatability']['spearman']:.3f})", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20, statistic: str = "min_ms",
+                progress: bool = False) -> float:
+    """One whole net measured as LUT blocks are (interleaved loop, untimed run before each, the statistic)."""
+    from ..runtimes import targets as T
+    from ..runtimes.timing import measure, pinned
+    from .profile import lower_model
+
+    target = T.get_target(target_name)
+    with tempfile.TemporaryDirectory(prefix="agd-measure-") as tmp:
+        art = lower_model(target, build(arch), arch.input_shape, Path(tmp), "net", quantized_io=False,
+                          value_range=arch.space_obj.value_range)
+        with pinned(threads):
+            s = T.load_session(target, art, threads=threads)
+            st = measure({"net": s.timer()}, rounds=rounds, progress="timing" if progress else False)
+            s.close()
+    return st["net"].get(statistic)
