@@ -224,7 +224,17 @@ def _arch_positions(a: dict[str, Any]) -> tuple[list[dict[str, Any]], list[tuple
     except Exception:
         return [{"op": op, "cin": None, "cout": None} for op in ops], []
     pos = [{"op": b.op, "cin": b.cin, "cout": b.cout} for b in blocks if b.kind in ("cell", "pos")]
-    return pos, [(b.key, 0.0) for b in blocks]
+    return pos, [(b.key, _group(arch.space, b.kind, i, blocks)) for i, b in enumerate(blocks)]
+
+
+def _group(space: str, kind: str, i: int, blocks) -> str:
+    """Which bar of the latency chart a block adds to: one per SR cell (its positions and its sum), one per
+    searched ST position, one per fixed part."""
+    if space == "sr" and kind in ("cell", "cellsum"):
+        return f"cell {sum(1 for b in blocks[:i] if b.kind == 'cellsum')}"
+    if kind == "pos":
+        return f"pos {sum(1 for b in blocks[:i] if b.kind == 'pos')}"
+    return kind
 
 
 def _arch(d: RunData) -> str:
@@ -256,10 +266,15 @@ def _arch(d: RunData) -> str:
         parts.append("<h3>Searched head widths</h3>" + _table([_e(k) for k, _ in head], [[_e(v) for _, v in head]]))
     lut_entries = (d.lut or {}).get("entries") or {}
     stat = (d.lut or {}).get("statistic", "min_ms")
-    timed = [(k, float(lut_entries[k][stat])) for k, _ in blocks
-             if isinstance(lut_entries.get(k), dict) and isinstance(lut_entries[k].get(stat), (int, float))]
-    if timed and len(timed) == len(blocks):
-        parts.append(_img(plots.block_latency(timed), "predicted latency per block"))
+    grouped: dict[str, float] = {}
+    for key, group in blocks:
+        e = lut_entries.get(key)
+        if not (isinstance(e, dict) and isinstance(e.get(stat), (int, float))):
+            grouped = {}
+            break
+        grouped[group] = grouped.get(group, 0.0) + float(e[stat])
+    if grouped:
+        parts.append(_img(plots.block_latency(list(grouped.items())), "predicted latency per part"))
     legend = " ".join(f'<span class="{c}">{o}</span>' for o, c in _OP_CLASS.items())
     parts.append(f"<p class='legend'>ops: {legend}</p>")
     return _section("arch", "Derived architecture", "".join(parts))

@@ -95,20 +95,22 @@ def search_trajectory(log: list[dict[str, Any]], budget_ms: float | None) -> byt
     return _png(fig)
 
 
-def block_latency(blocks: list[tuple[str, float]]) -> bytes | None:
-    """Horizontal bars: the LUT's estimate for each block of the derived arch (where the time goes)."""
-    if not blocks:
+def block_latency(parts: list[tuple[str, float]]) -> bytes | None:
+    """Horizontal bars: the LUT's estimate for each part of the derived arch, in forward order (where time goes)."""
+    if not parts:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(10, max(2.5, 0.17 * len(blocks) + 1)))
-    names = [b[0] for b in blocks][::-1]
-    vals = [b[1] for b in blocks][::-1]
-    colors = ["#1f77b4" if n.startswith("cell:") else "#ff7f0e" for n in names]
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(parts) + 1.2))
+    names = [p[0] for p in parts][::-1]
+    vals = [p[1] for p in parts][::-1]
+    colors = ["#1f77b4" if n.startswith(("cell", "pos")) else "#ff7f0e" for n in names]
     ax.barh(range(len(vals)), vals, color=colors)
     ax.set_yticks(range(len(vals)))
-    ax.set_yticklabels(names, fontsize=6)
+    ax.set_yticklabels(names, fontsize=8)
+    for i, v in enumerate(vals):
+        ax.text(v, i, f" {v:.1f}", va="center", fontsize=7)
     ax.set_xlabel("LUT estimate (ms)")
-    ax.set_title(f"Predicted latency per block (sum {sum(vals):.1f} ms; blue: searched cells, orange: fixed parts)",
+    ax.set_title(f"Predicted latency per part (sum {sum(vals):.1f} ms + overhead; blue: searched, orange: fixed)",
                  fontsize=10)
     return _png(fig)
 
