@@ -74,7 +74,8 @@ class ProfileResult:
 
     def summary(self) -> dict[str, Any]:
         return {"table": str(self.table), "entries": self.entries, "seconds": round(self.seconds, 2),
-                "noise": {"median_rel_diff": round(self.noise, 4)}, "resumed_rounds": self.resumed_rounds}
+                "noise": {"median_rel_diff": round(self.noise, 4)}, "resumed_rounds": self.resumed_rounds,
+                "lowered": self.lowered}
 
 
 def default_table_path(target: str, space: str, input_shape, threads: int) -> Path:
@@ -227,14 +228,12 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
 
     # -- 4: entries, overhead, noise ------------------------------------------------------------------
     full = {k: Stats.from_samples(part.samples[k]) for k in names}
-    ident = full[IDENTITY]
+    call_ms = full[IDENTITY].get(cfg.statistic)  # one constant, so every statistic keeps its order
     entries = {}
     for b in blocks:
         st = full[b.key]
-        entries[b.key] = {f: max(0.0, round(st.get(f) - ident.get(f), 6)) for f in ("min_ms", "p10_ms", "p50_ms",
-                                                                                     "p90_ms")}
+        entries[b.key] = {f: round(max(0.0, st.get(f) - call_ms), 6) for f in ("min_ms", "p10_ms", "p50_ms", "p90_ms")}
         entries[b.key]["n"] = st.n
-    call_ms = ident.get(cfg.statistic)
     residuals = []
     for i, arch in enumerate(refs):
         total = sum(entries[b.key][cfg.statistic] for b in arch.blocks(shape))

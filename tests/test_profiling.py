@@ -1,0 +1,208 @@
+"""`agd profile` on the real onnxruntime: table schema, int8 blocks with uint8 boundaries, resume after
+SIGKILL, validation report, and one-line refusals. Tiny inputs (16x16) and block subsets keep it fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from agd_deploy.cli import cli
+from agd_deploy.profiling import LUT
+from agd_deploy.profiling.profile import ProfileConfig, profile
+from agd_deploy.profiling.validate import metrics, sample_archs, validate
+from agd_deploy.space import build, count, get_space
+
+pytest.importorskip("onnxruntime")
+
+SHAPE = [1, 3, 16, 16]
+SUBSET = ["stem:conv3x3:cin3:cout64:h16:w16", "cell:residual:cin40:cout64:h16:w16", "cell:skip:cin64:cout64:h16:w16",
+          "cellsum:add:cin64:cout64:h16:w16", "up1:up2conv3x3:cin64:cout24:h16:w16", "cell:dwsblock:cin24:cout24:h16:w16"]
+AGD = [str(Path(sys.executable).parent / "agd")]
+
+
+class _Result:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def agd(capsys):
+    """Run `agd ARGS` in-process through the real entry point (one-line errors, exit codes)."""
+    from agd_deploy.cli import main
+
+    def run(args):
+        capsys.readouterr()
+        code = 0
+        try:
+            main(list(args))
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out = capsys.readouterr()
+        return _Result(code, out.out, out.err)
+    return run
+
+
+@pytest.mark.parametrize("target", ["ort-cpu-fp32", "ort-cpu-int8"])
+def test_profile_subset_writes_schema_1(tmp_path, target):
+    out = tmp_path / "t.json"
+    res = profile(ProfileConfig(target=target, input_shape=SHAPE, rounds=3, only=SUBSET), out, progress=False)
+    lut = LUT.load(out)
+    assert res.entries == len(SUBSET) and set(lut.entries) == set(SUBSET)
+    assert lut.target == target and lut.space == "sr" and lut.space_hash == get_space("sr").space_hash
+    assert lut.input_shape == SHAPE and lut.threads == 1 and lut.statistic == "min_ms"
+    assert "onnxruntime" in lut.runtime and "agd_deploy" in lut.runtime and lut.device.get("cpu")
+    for e in lut.entries.values():
+        assert e["n"] == 3 and 0 <= e["min_ms"] <= e["p10_ms"] <= e["p50_ms"] <= e["p90_ms"]
+    # a residual block at 40->64 does real work; a 64->64 skip is an identity (its entry is ~the call cost, removed)
+    assert lut.ms("cell:residual:cin40:cout64:h16:w16") > lut.ms("cell:skip:cin64:cout64:h16:w16")
+    assert lut.extra["profile"]["complete"] is False
+    assert 0 <= res.noise < 1
+    assert not (tmp_path / ".t.work").exists()  # work folder cleaned up
+
+
+def test_int8_blocks_take_uint8(tmp_path):
+    """An int8 block is lowered with quantized boundaries, as it runs inside a whole int8 net."""
+    from agd_deploy.profiling.profile import lower_model
+    from agd_deploy.runtimes import targets as T
+
+    sp = get_space("sr")
+    from agd_deploy.space import BlockSpec
+
+    spec = BlockSpec.from_key("cell:conv3x3:cin24:cout40:h16:w16")
+    t = T.get_target("ort-cpu-int8")
+    art = lower_model(t, sp.build_block(spec), [1, 24, 16, 16], tmp_path, "b", quantized_io=True)
+    s = T.load_session(t, art)
+    assert s.input_dtype == np.uint8
+    y = s.run(s.example_input())
+    assert y.dtype == np.uint8 and y.shape == (1, 40, 16, 16)
+
+
+def test_sigkill_then_rerun_resumes(tmp_path):
+    """Kill -9 mid-timing; the rerun keeps the lowered blocks and finished rounds and completes the table."""
+    out = tmp_path / "t.json"
+    rounds = 400
+    args = ["profile", "--target", "ort-cpu-fp32", "--input", "1x3x16x16", "--rounds", str(rounds),
+            "--only", ",".join(SUBSET), "--out", str(out), "--json"]
+    part = tmp_path / ".t.work" / "partial.json"
+    p = subprocess.Popen([*AGD, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    done = 0
+    deadline = time.time() + 180
+    while time.time() < deadline and done < 5:
+        time.sleep(0.05)
+        try:
+            done = json.loads(part.read_text())["rounds_done"]
+        except (OSError, ValueError, KeyError):
+            pass
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert 5 <= done < rounds, "the run should have been killed mid-timing"
+    assert not out.exists()
+    r = subprocess.run([*AGD, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["resumed_rounds"] >= 5 and s["lowered"] == 0  # nothing lowered or timed twice
+    assert set(s) >= {"table", "entries", "seconds", "noise"} and s["entries"] == len(SUBSET)
+    lut = LUT.load(out)
+    assert all(e["n"] == rounds for e in lut.entries.values())
+    assert not part.parent.exists()
+
+
+def test_sample_archs_span_the_range():
+    archs = sample_archs("sr", 30, seed=0)
+    g = [count(build(a), [1, 3, 16, 16]).macs for a in archs]
+    assert max(g) / min(g) > 3
+    assert len({tuple(a.ops) for a in archs}) == 30
+
+
+def test_metrics_on_known_numbers():
+    meas = np.array([10.0, 20.0, 30.0, 40.0])
+    pred = np.array([11.0, 19.0, 36.0, 40.0])  # errors 10%, 5%, 20%, 0%
+    m = metrics(pred, meas)
+    assert m["mape"] == pytest.approx((0.1 + 0.05 + 0.2 + 0) / 4)
+    assert m["within_10pct"] == 0.75
+    assert m["spearman"] == pytest.approx(1.0) and m["kendall"] == pytest.approx(1.0)
+    assert metrics(meas[::-1].copy(), meas)["spearman"] == pytest.approx(-1.0)
+
+
+def test_validate_small(tmp_path):
+    """validate on a real runtime with a complete (synthetic-valued) table: report keys and a plot."""
+    from test_lut import synthetic_lut
+
+    lut = synthetic_lut("sr", shape=tuple(SHAPE))
+    lut.save(tmp_path / "t.json")
+    lut = LUT.load(tmp_path / "t.json")
+    rep = validate(lut, n=3, seed=1, rounds=2, progress=False, plot=tmp_path / "v.png")
+    assert rep["n"] == 3 and len(rep["points"]) == 3
+    for k in ("lut", "flops"):
+        assert set(rep[k]) == {"mape", "within_10pct", "spearman", "kendall"}
+        assert 0 <= rep[k]["within_10pct"] <= 1
+    assert "spearman" in rep["repeatability"]
+    assert all(p["measured_ms"] > 0 and p["gmacs"] > 0 for p in rep["points"])
+    assert (tmp_path / "v.png").stat().st_size > 10_000
+
+
+# -- refusals: one line, exit 1, nothing overwritten ----------------------------------------------------------
+
+def _one_line_error(r, *needles):
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_unknown_target_refused(tmp_path, agd):
+    out = tmp_path / "t.json"
+    out.write_text("keep me")
+    r = agd(["profile", "--target", "nope-cpu-fp32", "--out", str(out)])
+    _one_line_error(r, "unknown target", "ort-cpu-int8")
+    assert out.read_text() == "keep me"
+
+
+def test_missing_runtime_names_the_package(tmp_path, agd):
+    import importlib.util
+
+    if importlib.util.find_spec("agd_deploy.runtimes.tensorrt") is None:
+        pytest.skip("the tensorrt adapter is not in this tree")
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here: nothing is missing")
+    r = agd(["profile", "--target", "tensorrt-cuda-int8", "--out", str(tmp_path / "t.json")])
+    _one_line_error(r, "tensorrt")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_bad_tables_refused(tmp_path, agd):
+    from test_lut import synthetic_lut
+
+    arch = tmp_path / "arch.json"
+    arch.write_text(sample_archs("sr", 1, seed=0, input_shape=[1, 3, 64, 64])[0].to_json())
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text('{"schema": 1, "entries": ')
+    r = agd(["profile", "validate", "--table", str(corrupt)])
+    _one_line_error(r, "not valid JSON")
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**synthetic_lut("sr").to_dict(), "schema": 7}))
+    _one_line_error(agd(["profile", "validate", "--table", str(other)]), "schema")
+    stale = tmp_path / "stale.json"
+    stale.write_text(json.dumps({**synthetic_lut("sr").to_dict(), "space_hash": "deadbeef"}))
+    _one_line_error(agd(["profile", "validate", "--table", str(stale)]), "space_hash")
+    good = tmp_path / "good.json"
+    synthetic_lut("sr").save(good)  # target ort-cpu-fp32
+    _one_line_error(agd(["profile", "measure", str(arch), "--target", "ort-cpu-int8", "--table", str(good)]),
+                    "not ort-cpu-int8")
+    assert corrupt.read_text() == '{"schema": 1, "entries": '
+
+
+def test_help_lists_subcommands():
+    r = CliRunner().invoke(cli, ["profile", "--help"])
+    assert r.exit_code == 0 and "measure" in r.output and "validate" in r.output
