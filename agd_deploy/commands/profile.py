@@ -30,10 +30,11 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Table file (default latency_tables/<target>/<space>-<H>x<W>-t<threads>.json).")
 @click.option("--only", default=None, hidden=True, help="Comma-separated block keys (testing: a partial table).")
+@click.option("--lower-only", is_flag=True, help="Only convert the blocks (no timing); a rerun times them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
 def profile(ctx: click.Context, target, space, input_shape, threads, rounds, statistic, ref_nets, seed, out, only,
-            as_json) -> None:
+            lower_only, as_json) -> None:
     """Measure a per-block latency table (LUT) of TARGET for a search space.
 
     \b
@@ -51,7 +52,11 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
     cfg = ProfileConfig(target=target, space=space, input_shape=list(input_shape), threads=threads, rounds=rounds,
                         ref_nets=ref_nets, statistic=statistic, seed=seed,
                         only=[k for k in only.split(",") if k] if only else None)
-    res = run_profile(cfg, out, progress=True)
+    res = run_profile(cfg, out, progress=True, lower_only=lower_only)
+    if lower_only:
+        _emit({"lowered": res.lowered, "seconds": round(res.seconds, 2)}, as_json,
+              f"converted {res.lowered} models in {res.seconds:.0f} s; rerun without --lower-only to time them")
+        return
     s = res.summary()
     _emit(s, as_json, f"wrote {s['table']}: {s['entries']} entries in {s['seconds']:.0f} s, block noise "
                       f"(median rel. diff of two halves) {s['noise']['median_rel_diff'] * 100:.1f}%")

@@ -153,8 +153,10 @@ def lower_model(target, module, shape, out_dir: Path, name: str, quantized_io: b
 
 
 def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = True,
-            on_round: Callable[[int], None] | None = None) -> ProfileResult:
-    """Measure the LUT of `cfg` and write it to `out` (default: the shipped tables' path)."""
+            on_round: Callable[[int], None] | None = None, lower_only: bool = False) -> ProfileResult:
+    """Measure the LUT of `cfg` and write it to `out` (default: the shipped tables' path).
+    `lower_only`: stop after lowering (the artifacts wait in the work folder; a later run only times them),
+    so conversions can run while other jobs use the CPU and the timing alone under an exclusive lock."""
     from ..runtimes import targets as T
     from ..runtimes.base import device_fingerprint
     from ..runtimes.timing import Stats, measure, noise, pinned
@@ -206,6 +208,8 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
             part.artifacts[key] = str(fn())
             lowered += 1
             part.save()
+    if lower_only:
+        return ProfileResult(out, 0, time.perf_counter() - t0, float("nan"), resumed_rounds, lowered)
 
     # -- 3: time everything interleaved, one round at a time (checkpointed) ---------------------------
     names = [k for k, _ in jobs]
