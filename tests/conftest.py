@@ -1,0 +1,13 @@
+import os
+
+import pytest
+
+# Keep tests on few threads: the CI box has 2 cores, and tests must not fight each other.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(autouse=True)
+def _agd_cache(tmp_path_factory, monkeypatch):
+    """A per-session cache dir unless the user points AGD_CACHE_DIR somewhere (teacher conversions are cached)."""
+    if "AGD_CACHE_DIR" not in os.environ:
+        monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "agd-cache"))
