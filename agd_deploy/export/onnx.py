@@ -1,0 +1,120 @@
+"""`onnx` (fp32) and `onnx-int8` (static QDQ: s8 per-channel weights, u8 activations) exporters.
+
+Both go through `agd_deploy.quant.onnx`, the same lowering the `ort-cpu-fp32` / `ort-cpu-int8` latency tables
+were measured with, so a LUT predicts the file that ships."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import AgdError
+from .base import Artifact, ExportConfig, Exporter, ModelInfo
+
+
+def export_fp32_onnx(model: nn.Module, example: np.ndarray, info: ModelInfo, out: Path) -> Path:
+    """The one torch -> ONNX step every ONNX-based format starts from (single file, opset >= 17, checked)."""
+    import onnx
+
+    from ..quant.onnx import export_onnx
+
+    export_onnx(model, torch.from_numpy(np.ascontiguousarray(example, dtype=np.float32)), out,
+                metadata=info.metadata())
+    onnx.checker.check_model(str(out))
+    return out
+
+
+def fp32_onnx_in(cfg: ExportConfig, model: nn.Module, example: np.ndarray, info: ModelInfo) -> Path:
+    """An fp32 ONNX of the model in the scratch folder, made once and shared by the int8 exporters."""
+    if cfg.work_dir is None:
+        raise AgdError("internal: exporters need a scratch folder (ExportConfig.work_dir)")
+    path = Path(cfg.work_dir) / "fp32.onnx"
+    if not path.is_file():
+        export_fp32_onnx(model, example, info, path)
+    return path
+
+
+def module_path(node_name: str) -> str:
+    """ONNX node name from the TorchScript exporter -> torch module path.
+
+    '/cells.0/cells.0.3/expand/expand.0/Conv' -> 'cells.0.3.expand.0' (each scope repeats its parent's last
+    segment as a prefix: 'expand.0' is child '0' of 'expand')."""
+    segs = [s for s in node_name.split("/") if s][:-1]
+    parts: list[str] = []
+    last = ""
+    for s in segs:
+        parts.append(s[len(last) + 1:] if last and s.startswith(last + ".") else s)
+        last = s
+    return ".".join(parts)
+
+
+def conv_nodes(onnx_path: Path) -> list[tuple[str, str]]:
+    """(node name, module path) of every Conv / ConvTranspose, in graph order: the layers --keep-fp32 can name."""
+    import onnx
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+    return [(n.name, module_path(n.name)) for n in g.node if n.op_type in ("Conv", "ConvTranspose")]
+
+
+def resolve_layers(onnx_path: Path, layers: list[str]) -> list[str]:
+    """User layer names (torch module paths like `last` or `cells.0`, or ONNX node names) -> ONNX node names.
+    A module path keeps every node inside that module. Unknown names are an error naming valid ones."""
+    import onnx
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+    nodes = [(n.name, module_path(n.name)) for n in g.node if n.op_type not in ("Constant",)]
+    out: list[str] = []
+    for layer in layers:
+        hit = [name for name, mod in nodes if name == layer or mod == layer or mod.startswith(layer + ".")]
+        if not hit:
+            known = sorted({mod for _, mod in conv_nodes(onnx_path)})
+            raise AgdError(f"--keep-fp32: no layer {layer!r} in the model; layers are e.g. "
+                           f"{', '.join(known[:3] + known[-2:])}")
+        out += [h for h in hit if h not in out]
+    return out
+
+
+class OnnxFp32(Exporter):
+    name, precision, suffix, target = "onnx", "fp32", ".onnx", "ort-cpu-fp32"
+
+    def export(self, model, example, info, out_dir, cfg) -> Artifact:
+        import onnx
+
+        path = self.lower(model, example, info, out_dir, cfg)
+        onnx.checker.check_model(str(path))
+        return self.artifact(path, extra={"opset": _opset(path)})
+
+
+class OnnxInt8(Exporter):
+    """Static QDQ int8: u8 activations (per-tensor), s8 per-channel weights, calibrated on `cfg.calib`;
+    `cfg.keep_fp32` layers stay float."""
+
+    name, precision, suffix, target, fp32_format = "onnx-int8", "int8", ".int8.onnx", "ort-cpu-int8", "onnx"
+    symmetric = False
+
+    def int8_config(self, cfg: ExportConfig, keep_nodes: list[str]):
+        from ..quant.onnx import OrtInt8Config
+
+        return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes,
+                             symmetric_activations=self.symmetric)
+
+    def export(self, model, example, info, out_dir, cfg) -> Artifact:
+        import onnx
+
+        keep = resolve_layers(fp32_onnx_in(cfg, model, example, info), cfg.keep_fp32) if cfg.keep_fp32 else []
+        qcfg = self.int8_config(cfg, keep)
+        path = self.lower(model, example, info, out_dir, cfg, int8_config=qcfg)
+        onnx.checker.check_model(str(path))
+        return self.artifact(path, extra={"opset": _opset(path), "keep_fp32": list(cfg.keep_fp32),
+                                          "keep_fp32_nodes": len(keep), "calibration": qcfg.calibration,
+                                          "calib_images": len(cfg.calib)})
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)

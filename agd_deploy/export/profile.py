@@ -1,0 +1,87 @@
+"""Export profiles: YAML files in the top-level `export/` folder (shipped with the wheel) or the user's own.
+
+    formats: [onnx, onnx-int8, tflite-int8]   # default formats when --formats is not given
+    input: 1x3x64x64                          # optional; else the arch's input shape
+    threads: 1
+    calibration: {method: minmax, crops: 24}  # ORT calibration method for onnx-int8 / tensorrt-int8
+    verify: {heldout_per_image: 2, rounds: 20}
+    thresholds:                               # minimum PSNR vs the fp32 PyTorch model, dB
+      fp32: 60                                # per precision ...
+      int8: 35
+      tflite-int8: 38                         # ... or per format (wins)
+    keep_fp32_target_db: 40                   # what `--keep-fp32 auto` aims for
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import AgdError
+from ..utils import find_resource, parse_shape
+
+DEFAULT_THRESHOLDS = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
+
+
+@dataclass
+class Profile:
+    name: str = "default"
+    formats: list[str] = field(default_factory=lambda: ["onnx", "onnx-int8"])
+    input_shape: list[int] | None = None
+    threads: int = 1
+    calibration: str = "minmax"
+    calib_crops: int = 24
+    heldout_per_image: int = 2
+    rounds: int = 20
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    keep_fp32_target_db: float = 40.0
+    keep_fp32_max: int = 8
+
+    def min_psnr(self, fmt: str, precision: str) -> float:
+        if fmt in self.thresholds:
+            return float(self.thresholds[fmt])
+        return float(self.thresholds.get(precision, DEFAULT_THRESHOLDS.get(precision, 35.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def load_profile(spec: str | Path | None) -> Profile:
+    """A profile by path or shipped name (`default`, `mobile`); None = the shipped default."""
+    import yaml
+
+    path = find_resource("export", str(spec or "default"))
+    if path is None:
+        if spec is None:
+            return Profile()
+        raise AgdError(f"--profile: no export profile {spec!r} (a YAML path, or a shipped one: default, mobile)")
+    try:
+        d = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise AgdError(f"--profile {path}: cannot read it ({str(e).splitlines()[0]})") from None
+    if not isinstance(d, dict):
+        raise AgdError(f"--profile {path}: expected a mapping of settings")
+    try:
+        prof = Profile(name=Path(path).stem)
+        if "formats" in d:
+            prof.formats = list(d["formats"])
+        if d.get("input"):
+            prof.input_shape = parse_shape(d["input"])
+        prof.threads = int(d.get("threads", prof.threads))
+        cal = d.get("calibration") or {}
+        prof.calibration = str(cal.get("method", prof.calibration))
+        prof.calib_crops = int(cal.get("crops", prof.calib_crops))
+        ver = d.get("verify") or {}
+        prof.heldout_per_image = int(ver.get("heldout_per_image", prof.heldout_per_image))
+        prof.rounds = int(ver.get("rounds", prof.rounds))
+        prof.thresholds.update({str(k): float(v) for k, v in (d.get("thresholds") or {}).items()})
+        prof.keep_fp32_target_db = float(d.get("keep_fp32_target_db", prof.keep_fp32_target_db))
+        prof.keep_fp32_max = int(d.get("keep_fp32_max", prof.keep_fp32_max))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise AgdError(f"--profile {path}: bad value ({e})") from None
+    if prof.calibration not in ("minmax", "percentile", "entropy"):
+        raise AgdError(f"--profile {path}: calibration.method must be minmax, percentile or entropy")
+    if prof.threads < 1 or prof.rounds < 1 or prof.calib_crops < 1 or prof.heldout_per_image < 1:
+        raise AgdError(f"--profile {path}: threads, rounds, crops and heldout_per_image must be >= 1")
+    return prof

@@ -1,0 +1,208 @@
+"""`agd export` and `agd bench` as library calls: export the requested formats, verify them, write the
+manifest and the Markdown table. The CLI only parses and prints."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import AgdError
+from ..export import Artifact, ExportConfig, get_exporter, parse_formats
+from ..export.profile import Profile, load_profile
+from ..export.source import Source, load_source
+from . import manifest as mf
+from .check import Job, reference_outputs, verify
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".agd-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AgdError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def conversion_error(fmt: str, e: BaseException) -> str:
+    """One line naming the op that blocked a conversion when the converter's message names one."""
+    import re
+
+    text = " ".join(str(e).split())
+    ops = re.findall(r"(aten[:.]{1,2}[A-Za-z0-9_]+(?:\.[A-Za-z_]+)?)", text)
+    op = f" (op {ops[0]})" if ops else ""
+    return f"{fmt} conversion failed{op}: {type(e).__name__}: {text[:200]}"
+
+
+def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConfig) -> tuple[Artifact | None, str]:
+    exp = get_exporter(fmt)
+    try:
+        return exp.export(source.module, example, source.info, out_dir, cfg), ""
+    except AgdError:
+        raise
+    except Exception as e:  # a converter's failure is a manifest status, not a crash
+        return None, conversion_error(fmt, e)
+
+
+def _partners(jobs: list[Job], source, example, work: Path, cfg: ExportConfig) -> dict[str, Artifact]:
+    """fp32 artifacts that speedups are measured against: the requested ones, else made in scratch."""
+    have = {j.format: j.art for j in jobs if j.art is not None}
+    out: dict[str, Artifact] = {}
+    for j in jobs:
+        fp32 = get_exporter(j.format).fp32_format if j.art is not None else None
+        if not fp32 or fp32 in out:
+            continue
+        if fp32 in have:
+            out[fp32] = have[fp32]
+            continue
+        art, _ = export_one(fp32, source, example, work / "partners", cfg)
+        if art is not None:
+            out[fp32] = art
+    return out
+
+
+def run_export(model: str, formats: str | list[str] | None, out: str | Path, input_shape: list[int] | None = None,
+               calib: str | Path | None = None, profile: str | Path | None = None, keep_fp32: str | None = None,
+               threads: int | None = None, rounds: int | None = None, progress: bool = True,
+               log=print) -> tuple[dict[str, Any], int]:
+    """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit)."""
+    prof: Profile = load_profile(profile)
+    fmts = parse_formats(formats if formats else prof.formats)
+    out = Path(out)
+    check_writable(out)
+    source = load_source(model, input_shape or prof.input_shape)
+    info = source.info
+    threads = threads or prof.threads
+    rounds = rounds or prof.rounds
+    _torch_threads(threads)
+    from ..export.calib import calibration_inputs, heldout_inputs
+
+    calib_arrays, calib_meta = calibration_inputs(calib, info.input_shape, info.scale, info.value_range,
+                                                  prof.calib_crops)
+    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image)
+    example = calib_arrays[0]
+    log(f"exporting {source.spec} ({info.space}, x{info.scale}, "
+        f"{'trained' if source.trained else 'untrained: seeded random weights'}) at "
+        f"{'x'.join(map(str, info.input_shape))} to {', '.join(fmts)}")
+    work = Path(tempfile.mkdtemp(prefix="agd-export-"))
+    try:
+        cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work)
+        sensitivity = None
+        if keep_fp32:
+            cfg.keep_fp32, sensitivity = _keep_fp32(keep_fp32, source, example, cfg, prof, log, progress)
+        refs = reference_outputs(source.module, inputs)
+        jobs = []
+        for fmt in _progress(fmts, progress, "exporting"):
+            art, err = export_one(fmt, source, example, out, cfg)
+            exp = get_exporter(fmt)
+            jobs.append(Job(art, fmt, exp.precision, err))
+        partners = _partners(jobs, source, example, work, cfg)
+        entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
+                         rounds, out, progress)
+        manifest = _manifest(source, prof, threads, calib_meta, names, entries, sensitivity)
+        mf.write(out, manifest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest, mf.exit_code(manifest["artifacts"])
+
+
+def _torch_threads(threads: int) -> None:
+    """The fp32 reference and sensitivity runs use as many torch threads as the runtimes get: on a shared
+    box an unbounded pool mostly spins."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _keep_fp32(spec: str, source, example, cfg, prof, log, progress):
+    """--keep-fp32 LAYERS (comma separated module paths / node names) or auto[:N]."""
+    if not spec.startswith("auto"):
+        return [s.strip() for s in spec.split(",") if s.strip()], None
+    from .sensitivity import choose_fp32_layers
+
+    return choose_fp32_layers(spec, source, example, cfg, prof, log=log, progress=progress)
+
+
+def _manifest(source, prof, threads, calib_meta, names, entries, sensitivity) -> dict[str, Any]:
+    from ..runtimes import device_fingerprint
+
+    m: dict[str, Any] = {
+        "schema": 1, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "model": source.to_dict(), "input_shape": source.info.input_shape, "threads": threads,
+        "profile": {"name": prof.name, "thresholds": prof.thresholds, "calibration": prof.calibration,
+                    "rounds": prof.rounds, "heldout_per_image": prof.heldout_per_image},
+        "calibration": calib_meta, "heldout": names, "device": device_fingerprint(), "artifacts": entries}
+    if sensitivity:
+        m["sensitivity"] = sensitivity
+    return m
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="format", leave=False)
+
+
+def run_bench(directory: str | Path, threads: int | None = None, rounds: int | None = None,
+              progress: bool = True) -> tuple[dict[str, Any], int]:
+    """Re-verify and re-time the artifacts of a manifest on this machine (sha256 checked first)."""
+    d = Path(directory)
+    old = mf.read(d)
+    model = old.get("model") or {}
+    if "spec" not in model:
+        raise AgdError(f"{d}/manifest.json does not say which model it holds (no model.spec)")
+    source = load_source(model["spec"], old.get("input_shape"), seed=model.get("seed") or 0)
+    prof = Profile()
+    pd = old.get("profile") or {}
+    prof.thresholds.update(pd.get("thresholds") or {})
+    prof.heldout_per_image = int(pd.get("heldout_per_image", prof.heldout_per_image))
+    threads = threads or int(old.get("threads", 1))
+    rounds = rounds or int(pd.get("rounds", prof.rounds))
+    _torch_threads(threads)
+    from ..export.calib import heldout_inputs
+
+    info = source.info
+    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image)
+    refs = reference_outputs(source.module, inputs)
+    jobs = []
+    for e in old["artifacts"]:
+        fmt = e.get("format")
+        exp = get_exporter(fmt)
+        if not e.get("file"):
+            jobs.append(Job(None, fmt, exp.precision, error="no file in the manifest (its export had failed)"))
+            continue
+        path = d / e["file"]
+        extra = {k: v for k, v in e.items() if k in ("opset", "keep_fp32", "calibration", "quantization")}
+        extra["expected_sha256"] = e.get("sha256")
+        if fmt == "tensorrt-int8":
+            extra["check_target"] = "ort-cpu-int8"
+        skip = ""
+        if str(e.get("status", "")).startswith("not verified") and fmt.startswith("coreml"):
+            from ..export.coreml import _skip
+
+            skip = _skip()
+        jobs.append(Job(Artifact(fmt, exp.precision, path, exp.target, skip, extra), fmt, exp.precision))
+    work = Path(tempfile.mkdtemp(prefix="agd-bench-"))
+    try:
+        calib_arrays = [inputs[0]]  # only used if an fp32 partner must be re-made (fp32 needs no calibration)
+        cfg = ExportConfig(calib=calib_arrays, threads=threads, work_dir=work)
+        partners = _partners(jobs, source, inputs[0], work, cfg)
+        entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
+                         rounds, d, progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result = dict(old)
+    result.update({"benched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "threads": threads,
+                   "heldout": names, "artifacts": entries})
+    with contextlib.suppress(Exception):
+        from ..runtimes import device_fingerprint
+
+        result["device"] = device_fingerprint()
+    return result, mf.exit_code(entries)
