@@ -1,0 +1,143 @@
+"""THE timing loop of agd-deploy: profiling, validation, verify and benchmarks all measure through `measure`.
+
+Why this shape (measured on a shared 2-core box, see DESIGN.md "Known pitfalls"): timing each model in its own
+back-to-back run let machine noise (other jobs, frequency changes) land on some models and not others, so
+block medians moved ~30% between passes. Interleaving all models over many rounds, in a fresh random order each
+round, with an untimed run right before each timed one (to warm caches and the runtime's thread pool for *that*
+model), and keeping a robust low statistic (min / p10) made per-block sums predict whole nets within a few %."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+
+@dataclass
+class Stats:
+    """Latency statistics of one model, in milliseconds."""
+
+    min_ms: float
+    p10_ms: float
+    p50_ms: float
+    p90_ms: float
+    n: int
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Stats":
+        return cls(float(d["min_ms"]), float(d["p10_ms"]), float(d["p50_ms"]), float(d["p90_ms"]), int(d["n"]))
+
+    @classmethod
+    def from_samples(cls, samples_ms: list[float] | np.ndarray) -> "Stats":
+        a = np.asarray(samples_ms, dtype=np.float64)
+        if a.size == 0:
+            raise ValueError("no timing samples")
+        p10, p50, p90 = np.percentile(a, [10, 50, 90])
+        return cls(float(a.min()), float(p10), float(p50), float(p90), int(a.size))
+
+    def get(self, statistic: str = "min_ms") -> float:
+        return float(getattr(self, statistic))
+
+
+def measure(runs: Mapping[str, Callable[[], Any]], rounds: int = 20, warmup: int = 2,
+            untimed_before_each: bool = True, seed: int = 0, progress: bool | str = False) -> dict[str, Stats]:
+    """Time every zero-argument callable in `runs` `rounds` times, interleaved.
+
+    Each callable first runs `warmup` times; then each round visits all of them in a new random order (seeded),
+    and with `untimed_before_each` every timed call is preceded by one untimed call of the same callable.
+    `progress`: False, True, or a description string for a tqdm bar on stderr. Returns name -> Stats."""
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    names = list(runs)
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        desc = progress if isinstance(progress, str) else "timing"
+        bar = tqdm(total=rounds * len(names), desc=desc, unit="run", leave=False)
+    try:
+        for name in names:
+            for _ in range(warmup):
+                runs[name]()
+        clock = time.perf_counter_ns
+        for _ in range(rounds):
+            order = names[:]
+            rng.shuffle(order)
+            for name in order:
+                fn = runs[name]
+                if untimed_before_each:
+                    fn()
+                t0 = clock()
+                fn()
+                samples[name].append((clock() - t0) / 1e6)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {n: Stats.from_samples(samples[n]) for n in names}
+
+
+def noise(a: Mapping[str, Stats | float], b: Mapping[str, Stats | float], statistic: str = "min_ms") -> float:
+    """How much two measurement passes of the same models disagree: the median over common keys of
+    |a-b| / mean(a, b). 0.0 = identical; reported beside every LUT."""
+
+    def val(v: Stats | float) -> float:
+        return v.get(statistic) if isinstance(v, Stats) else float(v)
+
+    rel = []
+    for k in a.keys() & b.keys():
+        x, y = val(a[k]), val(b[k])
+        m = (x + y) / 2
+        if m > 0:
+            rel.append(abs(x - y) / m)
+    return float(np.median(rel)) if rel else 0.0
+
+
+def pin_threads(threads: int) -> list[int] | None:
+    """Make this process use `threads` compute threads: torch's intra-op pool, OMP/MKL env for runtimes
+    created afterwards, and (Linux) CPU affinity to `threads` cores of the ones we may use. Returns the previous
+    affinity (for `unpin`), or None where affinity cannot be set. Runtimes' own thread counts are set by their
+    adapters from the same number."""
+    if threads < 1:
+        raise ValueError("threads must be >= 1")
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except Exception:  # torch absent or its pool already started with another size
+        pass
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    before = sorted(os.sched_getaffinity(0))
+    # The last cores are usually the least busy with interrupts and the shell; keep it deterministic.
+    cores = before[-threads:] if threads <= len(before) else before
+    os.sched_setaffinity(0, cores)
+    return before
+
+
+def unpin(previous: list[int] | None) -> None:
+    if previous is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, previous)
+
+
+@contextlib.contextmanager
+def pinned(threads: int) -> Iterator[None]:
+    """`with pinned(1): measure(...)` — pin for the block, restore the CPU affinity afterwards."""
+    prev = pin_threads(threads)
+    try:
+        yield
+    finally:
+        unpin(prev)
