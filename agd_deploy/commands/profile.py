@@ -30,11 +30,14 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Table file (default latency_tables/<target>/<space>-<H>x<W>-t<threads>.json).")
 @click.option("--only", default=None, hidden=True, help="Comma-separated block keys (testing: a partial table).")
+@click.option("--clock", type=click.Choice(["cpu", "wall"]), default=None,
+              help="cpu: the timing thread's CPU time (default at 1 thread: robust to other jobs on a shared "
+                   "machine); wall: wall-clock time (default with more threads).")
 @click.option("--lower-only", is_flag=True, help="Only convert the blocks (no timing); a rerun times them.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
 def profile(ctx: click.Context, target, space, input_shape, threads, rounds, statistic, ref_nets, seed, out, only,
-            lower_only, as_json) -> None:
+            clock, lower_only, as_json) -> None:
     """Measure a per-block latency table (LUT) of TARGET for a search space.
 
     \b
@@ -50,7 +53,7 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
     from ..profiling.profile import ProfileConfig, profile as run_profile
 
     cfg = ProfileConfig(target=target, space=space, input_shape=list(input_shape), threads=threads, rounds=rounds,
-                        ref_nets=ref_nets, statistic=statistic, seed=seed,
+                        ref_nets=ref_nets, statistic=statistic, seed=seed, clock=clock or "",
                         only=[k for k in only.split(",") if k] if only else None)
     res = run_profile(cfg, out, progress=True, lower_only=lower_only)
     if lower_only:
@@ -101,9 +104,13 @@ def measure_cmd(model: Path, target, table, threads, rounds, as_json) -> None:
     lut = _load_table(table, target, arch.space, arch.input_shape, threads)
     stat = lut.statistic if lut else "min_ms"
     predicted = predict_ms(lut, arch) if lut else None
-    measured = measure_one(arch, target, threads=threads, rounds=rounds, statistic=stat, progress=not as_json)
+    from ..profiling.rounds import default_clock
+
+    clock = lut.clock if lut else default_clock(threads)
+    measured = measure_one(arch, target, threads=threads, rounds=rounds, statistic=stat, progress=not as_json,
+                           clock=clock)
     out = {"predicted_ms": None if predicted is None else round(predicted, 4), "measured_ms": round(measured, 4),
-           "target": target, "statistic": stat, "table": str(lut.path) if lut else None}
+           "target": target, "statistic": stat, "clock": clock, "table": str(lut.path) if lut else None}
     pred_txt = f"predicted {predicted:.2f} ms" if predicted is not None else "no table for a prediction"
     _emit(out, as_json, f"{model} on {target}: measured {measured:.2f} ms ({stat}), {pred_txt}")
 

@@ -111,6 +111,11 @@ class LUT:
 
     # -- use ----------------------------------------------------------------------------------
     @property
+    def clock(self) -> str:
+        """How entries were timed: "cpu" (the timing thread's CPU time) or "wall" (tables without the key)."""
+        return str(self.extra.get("clock", "wall"))
+
+    @property
     def hw(self) -> tuple[int, int]:
         return int(self.input_shape[2]), int(self.input_shape[3])
 

@@ -55,12 +55,27 @@ class ProfileConfig:
     statistic: str = "min_ms"
     seed: int = 0
     only: list[str] | None = None  # restrict to these block keys (tests); the table is then partial
+    clock: str = ""  # "cpu" (thread CPU time, default at 1 thread) | "wall"; see profiling/rounds.py
+
+    def __post_init__(self) -> None:
+        from .rounds import CLOCKS, default_clock
+
+        self.clock = self.clock or default_clock(self.threads)
+        if self.clock not in CLOCKS:
+            raise AgdError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
+        if self.clock == "cpu" and self.threads != 1:
+            raise AgdError("the cpu clock measures one compute thread; use --clock wall with --threads > 1")
 
     def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must share with the interrupted one."""
+        """What resumed timing must share with the interrupted run."""
         d = asdict(self)
         d["space_hash"] = get_space(self.space).space_hash
         return d
+
+    def lowering_fingerprint(self) -> dict[str, Any]:
+        """What reused artifacts must share (timing settings may differ)."""
+        return {k: v for k, v in self.fingerprint().items() if k in ("target", "space", "space_hash", "input_shape",
+                                                                      "ref_nets", "seed", "only")}
 
 
 @dataclass
@@ -105,16 +120,19 @@ def _safe(name: str) -> str:
 class _Partial:
     """The resume state: settings, lowered artifacts, per-round samples. Saved atomically."""
 
-    def __init__(self, path: Path, config: dict[str, Any]):
+    def __init__(self, path: Path, config: dict[str, Any], lowering: dict[str, Any]):
         self.path = path
-        self.data: dict[str, Any] = {"config": config, "artifacts": {}, "samples": {}, "rounds_done": 0}
+        self.data: dict[str, Any] = {"config": config, "lowering": lowering, "artifacts": {}, "samples": {},
+                                     "rounds_done": 0}
         if path.is_file():
             try:
                 old = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
                 old = None
-            if isinstance(old, dict) and old.get("config") == config:
-                self.data = old
+            if isinstance(old, dict) and old.get("lowering") == lowering:
+                self.data["artifacts"] = old.get("artifacts", {})
+                if old.get("config") == config:
+                    self.data = old
 
     def save(self) -> None:
         atomic_write_json(self.path, self.data)
@@ -159,7 +177,8 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     so conversions can run while other jobs use the CPU and the timing alone under an exclusive lock."""
     from ..runtimes import targets as T
     from ..runtimes.base import device_fingerprint
-    from ..runtimes.timing import Stats, measure, noise, pinned
+    from ..runtimes.timing import Stats, noise, pinned
+    from .rounds import timed_rounds
 
     t0 = time.perf_counter()
     target = T.get_target(cfg.target)  # AgdError: unknown target / runtime not installed
@@ -183,7 +202,7 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
 
     work = out.parent / f".{out.stem}.work"
     work.mkdir(parents=True, exist_ok=True)
-    part = _Partial(work / "partial.json", cfg.fingerprint())
+    part = _Partial(work / "partial.json", cfg.fingerprint(), cfg.lowering_fingerprint())
     resumed_rounds = int(part.data["rounds_done"])
 
     # -- 1+2: lower blocks, the identity model and the reference nets (cached across a resume) --------
@@ -216,13 +235,11 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     with pinned(cfg.threads):
         sessions = {k: T.load_session(target, part.artifacts[k], threads=cfg.threads) for k in names}
         runs = {k: s.timer() for k, s in sessions.items()}
-        first = True
         rounds_left = range(int(part.data["rounds_done"]), cfg.rounds)
-        for r in _bar(rounds_left, progress, f"timing {len(names)} models", total_rounds=cfg.rounds):
-            stats = measure(runs, rounds=1, warmup=2 if first else 0, seed=cfg.seed * 100_003 + r)
-            first = False
-            for k, s in stats.items():
-                part.samples.setdefault(k, []).append(s.min_ms)
+        it = timed_rounds(runs, rounds_left, cfg.clock, seed=cfg.seed)
+        for r, sample in _bar(it, progress, f"timing {len(names)} models", total_rounds=len(rounds_left)):
+            for k, ms in sample.items():
+                part.samples.setdefault(k, []).append(ms)
             part.data["rounds_done"] = r + 1
             part.save()
             if on_round:
@@ -251,7 +268,8 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     lut = LUT(target=cfg.target, space=sp.name, space_hash=sp.space_hash, input_shape=shape, threads=cfg.threads,
               entries=entries, overhead_ms=round(overhead, 6), statistic=cfg.statistic, device=device_fingerprint(),
               runtime=runtime, created=now_iso(),
-              extra={"profile": {"rounds": cfg.rounds, "call_ms": round(call_ms, 6),
+              extra={"clock": cfg.clock,
+                     "profile": {"rounds": cfg.rounds, "call_ms": round(call_ms, 6),
                                  "reference_nets": [{"arch": {"ops": a.ops, "widths": a.widths},
                                                      "measured_ms": round(full[f"{REF_PREFIX}{i}"].get(cfg.statistic), 4),
                                                      "residual_ms": round(residuals[i], 4)}
@@ -281,9 +299,9 @@ def _bar(items, progress: bool, desc: str, total_rounds: int | None = None):
         return items
     from tqdm import tqdm
 
-    items = list(items)
     if total_rounds is not None:
-        return tqdm(items, desc=desc, unit="round", total=len(items), initial=0)
+        return tqdm(items, desc=desc, unit="round", total=total_rounds)
+    items = list(items)
     return tqdm(items, desc=desc, unit="model")
 
 

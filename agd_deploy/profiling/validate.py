@@ -65,12 +65,13 @@ class NetTiming:
 
 
 def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int, statistic: str = "min_ms",
-                  seed: int = 0, progress: bool = True) -> list[tuple[float, float, float]]:
+                  seed: int = 0, progress: bool = True, clock: str = "cpu") -> list[tuple[float, float, float]]:
     """Lower each arch's whole net for the target and time them all interleaved in two passes of `rounds`
-    rounds. Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
+    rounds (alternating rounds). Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
     from ..runtimes import targets as T
-    from ..runtimes.timing import Stats, measure, pinned
+    from ..runtimes.timing import Stats, pinned
     from .profile import _bar, lower_model
+    from .rounds import timed_rounds
 
     target = T.get_target(target_name)
     sp = get_space(archs[0].space)
@@ -84,10 +85,10 @@ def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int
             runs = {str(i): s.timer() for i, s in enumerate(sessions)}
             samples: list[dict[str, list[float]]] = [{k: [] for k in runs}, {k: [] for k in runs}]
             total = 2 * rounds
-            for r in _bar(range(total), progress, f"timing {len(runs)} nets x2", total_rounds=total):
-                st = measure(runs, rounds=1, warmup=2 if r == 0 else 0, seed=seed * 7919 + r)
-                for k, s in st.items():
-                    samples[r % 2][k].append(s.min_ms)
+            it = timed_rounds(runs, range(total), clock, seed=seed * 7919 + 1)
+            for r, sample in _bar(it, progress, f"timing {len(runs)} nets x2", total_rounds=total):
+                for k, ms in sample.items():
+                    samples[r % 2][k].append(ms)
             for s in sessions:
                 s.close()
     out = []
@@ -111,11 +112,12 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     archs = sample_archs(sp.name, n, seed=seed, input_shape=lut.input_shape)
     pred = np.array([predict_ms(lut, a) for a in archs])
     gmacs = np.array([count(build(a), a.input_shape).gmacs for a in archs])
-    timings = measure_archs(archs, lut.target, lut.threads, rounds, lut.statistic, seed=seed, progress=progress)
+    timings = measure_archs(archs, lut.target, lut.threads, rounds, lut.statistic, seed=seed, progress=progress,
+                            clock=lut.clock)
     meas = np.array([t[0] for t in timings])
     p1, p2 = np.array([t[1] for t in timings]), np.array([t[2] for t in timings])
     flops_pred = flops_fit(gmacs, meas)
-    report = {"n": n, "target": lut.target, "table": str(lut.path) if lut.path else None,
+    report = {"n": n, "target": lut.target, "table": str(lut.path) if lut.path else None, "clock": lut.clock,
               "lut": metrics(pred, meas), "flops": metrics(flops_pred, meas),
               "repeatability": {"spearman": float(stats.spearmanr(p1, p2).statistic),
                                 "median_rel_diff": float(np.median(np.abs(p1 - p2) / ((p1 + p2) / 2)))},
@@ -162,11 +164,12 @@ def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Pat
 
 
 def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20, statistic: str = "min_ms",
-                progress: bool = False) -> float:
-    """One whole net measured as LUT blocks are (interleaved loop, untimed run before each, the statistic)."""
+                progress: bool = False, clock: str = "cpu") -> float:
+    """One whole net measured as LUT blocks are (shared loop, untimed run before each, same clock, statistic)."""
     from ..runtimes import targets as T
-    from ..runtimes.timing import measure, pinned
-    from .profile import lower_model
+    from ..runtimes.timing import Stats, pinned
+    from .profile import _bar, lower_model
+    from .rounds import timed_rounds
 
     target = T.get_target(target_name)
     with tempfile.TemporaryDirectory(prefix="agd-measure-") as tmp:
@@ -174,6 +177,7 @@ def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20
                           value_range=arch.space_obj.value_range)
         with pinned(threads):
             s = T.load_session(target, art, threads=threads)
-            st = measure({"net": s.timer()}, rounds=rounds, progress="timing" if progress else False)
+            it = timed_rounds({"net": s.timer()}, range(rounds), clock)
+            samples = [x["net"] for _, x in _bar(it, progress, "timing", total_rounds=rounds)]
             s.close()
-    return st["net"].get(statistic)
+    return Stats.from_samples(samples).get(statistic)
