@@ -15,3 +15,55 @@ def report(run: str, out: str | None) -> None:
 
     path = write_report(run, out)
     click.echo(f"report: {path}")
+
+
+@click.command()
+@click.option("--out", default="agd-demo", show_default=True, type=click.Path(file_okay=False, path_type=str),
+              help="Run folder (profile/, search/, train/, export/, summary.json, report.html).")
+@click.option("--target", "-t", default="ort-cpu-int8", show_default=True,
+              help="Target to profile, search for and measure on (this machine).")
+@click.option("--budget-ms", type=float, default=None,
+              help="Latency budget in ms on the target (default: --budget-frac of the space's range).")
+@click.option("--budget-frac", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="Budget = fastest + F * (slowest - fastest) predicted by the LUT.")
+@click.option("--formats", default=",".join(("onnx", "onnx-int8", "tflite-int8", "coreml-int8")), show_default=True,
+              help="Export formats (onnx-int8 is always added: the demo measures it).")
+@click.option("--train-steps", type=click.IntRange(min=1), default=None,
+              help="Distillation steps of the derived arch (default: the demo's short schedule).")
+@click.option("--shipped-lut", is_flag=True,
+              help="Use the latency table shipped with agd-deploy instead of profiling this machine.")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json's object.")
+def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut, as_json) -> None:
+    """Profile this machine, search a x4 SR generator under a latency budget, distill it from Real-ESRGAN,
+    export int8 artifacts, verify them and write OUT/report.html and OUT/summary.json.
+
+    A rerun reuses the finished stages (OUT/.stages/)."""
+    import json
+    from pathlib import Path
+
+    from ..demo import DemoConfig, run_demo
+
+    if budget_ms is not None and budget_ms <= 0:
+        raise click.BadParameter("must be a positive number of milliseconds", param_hint="--budget-ms")
+    cfg = DemoConfig(out=Path(out), target=target, budget_ms=budget_ms, budget_frac=budget_frac,
+                     formats=[f.strip() for f in formats.split(",") if f.strip()], shipped_lut=shipped_lut)
+    if train_steps:
+        cfg.train_steps = train_steps
+    s = run_demo(cfg)
+    if as_json:
+        click.echo(json.dumps(s))
+        return
+    q = lambda k, f: (s.get(k) or {}).get(f)  # noqa: E731
+    lines = [f"budget {s['budget_ms']:.2f} ms, LUT prediction {s['predicted_ms']:.2f} ms, measured "
+             f"{s['measured_ms']:.2f} ms ({s['measured_artifact']} on {s['target']})"]
+    for name in ("bicubic", "student", "student_int8", "teacher"):
+        if s.get(name):
+            vt = q(name, "psnr_vs_teacher")
+            lines.append(f"  {name:<13} PSNR {q(name, 'psnr'):.2f} dB  SSIM {q(name, 'ssim'):.4f}"
+                         + (f"  vs teacher {vt:.2f} dB" if vt is not None else ""))
+    for e in s["exports"]:
+        lines.append(f"  {e['format']:<13} {e.get('status')}")
+    lines.append("stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in s["wall_per_stage"].items())
+                 + f"; total {s['wall_seconds']:.0f} s")
+    lines.append(f"report: {Path(out) / 'report.html'}")
+    click.echo("\n".join(lines))

@@ -1,0 +1,445 @@
+"""`agd demo`: the whole product on the embedded default (x4 SR, Real-ESRGAN x4plus teacher, built-in images).
+
+    profile -> validate -> search -> train -> export -> measure -> evaluate -> crops -> summary + report
+
+Each stage calls a library function of its layer and leaves its artifact in the run folder (DESIGN.md Contracts,
+"A run folder"). A stage also writes a done-marker `RUN/.stages/<stage>.json` holding a key (the stage's
+settings and the sha256 of the files it read) and its result; a rerun skips a stage whose marker key still
+matches and whose outputs are still there, so an interrupted or repeated demo reuses the finished stages and
+redoes only what changed downstream."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import AgdError
+from .utils import atomic_write_json, cache_dir, format_shape, sha256_file
+
+DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
+TEACHER = "realesrgan-x4plus"
+CROP_LR = 64  # side of the LR crop shown side by side (the artifacts' fixed input size: no tiling)
+
+
+@dataclass
+class DemoConfig:
+    out: Path = Path("agd-demo")
+    target: str = "ort-cpu-int8"
+    budget_ms: float | None = None
+    budget_frac: float | None = 0.5
+    formats: list[str] = field(default_factory=lambda: list(DEFAULT_FORMATS))
+    recipe: str = "sr_x4_tiny"
+    input_shape: list[int] = field(default_factory=lambda: [1, 3, 64, 64])
+    threads: int = 1            # threads of the LUT and of every latency measurement
+    train_threads: int = 2      # torch threads for search/train/eval
+    profile_rounds: int = 20
+    validate_n: int = 8         # random whole nets in the brief LUT validation
+    validate_rounds: int = 5
+    measure_rounds: int = 20
+    train_steps: int = 600
+    train_batch: int = 16
+    train_patch: int = 32
+    shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
+    teacher: str = TEACHER
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _key(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Stages:
+    """Runs stages once: a stage whose done-marker key matches and whose outputs exist is reused."""
+
+    def __init__(self, run: Path, log: Callable[[str], None] = _log):
+        self.run, self.log = run, log
+        self.dir = run / ".stages"
+        self.seconds: dict[str, float] = {}   # seconds each stage took when it was computed
+        self.reused: list[str] = []
+        self.wall: dict[str, float] = {}      # seconds each stage took in this invocation
+
+    def __call__(self, name: str, key: dict[str, Any], fn: Callable[[], dict[str, Any]],
+                 outputs: list[Path] = ()) -> dict[str, Any]:
+        marker = self.dir / f"{name}.json"
+        k = _key(key)
+        t0 = time.perf_counter()
+        if marker.is_file():
+            try:
+                old = json.loads(marker.read_text())
+            except (OSError, ValueError):
+                old = {}
+            if old.get("key") == k and all(Path(p).exists() for p in outputs):
+                self.seconds[name] = float(old.get("seconds", 0.0))
+                self.reused.append(name)
+                self.wall[name] = time.perf_counter() - t0
+                self.log(f"[{name}] reused (finished earlier in {self.seconds[name]:.1f} s)")
+                return old["result"]
+        self.log(f"[{name}] running ...")
+        result = fn()
+        dt = time.perf_counter() - t0
+        self.seconds[name] = self.wall[name] = dt
+        atomic_write_json(marker, {"stage": name, "key": k, "inputs": key, "seconds": round(dt, 2),
+                                   "result": result})
+        self.log(f"[{name}] done in {dt:.1f} s")
+        return result
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+def check_out(out: Path) -> None:
+    """An unwritable --out is one line, before any work."""
+    import os
+    import tempfile
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".agd-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AgdError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def check_target(target: str) -> None:
+    """Unknown targets and targets whose runtime is missing here fail before any work."""
+    from .runtimes.targets import get_target
+
+    t = get_target(target)  # AgdError / MissingRuntimeError, one line
+    if t.device not in ("cpu", "cuda"):
+        raise AgdError(f"agd demo profiles and measures on this machine; target {target} runs on {t.device}")
+
+
+def target_format(target: str, formats: list[str]) -> str:
+    """The export format whose artifact runs on `target` (ort-cpu-int8 -> onnx-int8)."""
+    from .export import EXPORTERS
+
+    for name, cls in EXPORTERS.items():
+        if cls.target == target:
+            return name
+    raise AgdError(f"no export format runs on target {target}")
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+def _device_key() -> dict[str, Any]:
+    """What makes a LUT valid on this machine: CPU model, core counts, GPU (not the host name)."""
+    from .runtimes.base import device_fingerprint
+
+    fp = device_fingerprint()
+    return {k: fp.get(k) for k in ("cpu", "cores", "usable_cores", "gpu", "machine")}
+
+
+def _same_device(theirs: dict[str, Any], mine: dict[str, Any]) -> bool:
+    return all(theirs.get(k) == mine.get(k) for k in ("cpu", "cores", "gpu"))
+
+
+def _lut_ok(path: Path, cfg: DemoConfig) -> bool:
+    from .profiling.lut import LUT, LUTError
+
+    try:
+        lut = LUT.load(path)
+        lut.check("sr", cfg.target, cfg.input_shape)
+    except LUTError:
+        return False
+    return lut.threads == cfg.threads and bool(lut.extra.get("profile", {}).get("complete", True))
+
+
+def stage_profile(cfg: DemoConfig, dest: Path) -> dict[str, Any]:
+    """A LUT for this machine: the user cache for this device fingerprint, else measure now (and cache it).
+    With shipped_lut: the table shipped in the wheel, whatever machine measured it (a warning says so)."""
+    from .profiling.lut import LUT
+    from .profiling.profile import ProfileConfig, find_table, profile
+
+    dev = _device_key()
+    name = f"sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
+    if cfg.shipped_lut:
+        shipped = find_table(cfg.target, "sr", cfg.input_shape, cfg.threads)
+        if shipped is None or not _lut_ok(shipped, cfg):
+            raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(cfg.input_shape)} "
+                           f"t{cfg.threads}; run without --shipped-lut to profile this machine")
+        lut = LUT.load(shipped)
+        if not _same_device(lut.device, dev):
+            theirs = {k: lut.device.get(k) for k in ("cpu", "cores", "gpu")}
+            _log(f"warning: using the shipped latency table measured on {theirs}, not on this machine: "
+                 "predicted and measured latency may disagree")
+        source, src_path = "shipped", shipped
+    else:
+        cached = cache_dir("latency_tables", _key(dev)) / cfg.target / name
+        shipped = find_table(cfg.target, "sr", cfg.input_shape, cfg.threads)
+        if _lut_ok(cached, cfg):
+            _log(f"  reusing the latency table cached for this machine: {cached}")
+            source = "cache"
+        elif shipped is not None and _lut_ok(shipped, cfg) and _same_device(LUT.load(shipped).device, dev):
+            _log(f"  reusing the shipped latency table, measured on this machine: {shipped}")
+            source, cached = "shipped (this machine)", shipped
+        else:
+            _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
+            try:
+                profile(ProfileConfig(target=cfg.target, space="sr", input_shape=list(cfg.input_shape),
+                                      threads=cfg.threads, rounds=cfg.profile_rounds), cached, progress=True)
+                source = "profiled"
+            except AgdError as e:
+                if shipped is None or not _lut_ok(shipped, cfg):
+                    raise
+                _log(f"warning: profiling failed ({e}); falling back to the shipped latency table {shipped}, "
+                     f"measured on {LUT.load(shipped).device.get('cpu')!r}: predictions may not hold here")
+                source, cached = "shipped (fallback)", shipped
+        src_path = cached
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    d = json.loads(Path(src_path).read_text())
+    d["source"] = f"{source}: {src_path}"
+    atomic_write_json(dest, d)
+    return {"table": str(dest), "source": source, "from": str(src_path), "sha256": sha256_file(dest)}
+
+
+def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) -> dict[str, Any]:
+    from .profiling.lut import LUT
+    from .profiling.validate import validate
+
+    lut = LUT.load(table)
+    rep = validate(lut, n=cfg.validate_n, seed=1, rounds=cfg.validate_rounds, progress=True, plot=out_png)
+    atomic_write_json(out_json, rep)
+    return {"lut": rep["lut"], "flops": rep["flops"], "n": rep["n"]}
+
+
+def stage_search(cfg: DemoConfig, table: Path, out: Path) -> dict[str, Any]:
+    """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
+    try:
+        from .search import run_search  # lands with the search issue
+    except ImportError:
+        raise AgdError("agd demo: the search stage is not available in this build (agd_deploy.search.run_search "
+                       "is missing)") from None
+    res = run_search(cfg.recipe, target=cfg.target, table=table, budget_ms=cfg.budget_ms,
+                     budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=out,
+                     threads=cfg.train_threads, progress=True)
+    a = json.loads((out / "arch.json").read_text())
+    return {"arch": str(out / "arch.json"), "budget_ms": a.get("budget_ms"), "predicted_ms": a.get("predicted_ms"),
+            "gmacs": a.get("gmacs"), "params": a.get("params"), "steps": getattr(res, "steps", None)}
+
+
+def stage_train(cfg: DemoConfig, arch_path: Path, out: Path) -> dict[str, Any]:
+    import torch
+
+    from .data import builtin_images
+    from .space import Arch
+    from .teachers import load_teacher
+    from .train import TrainConfig, train
+
+    torch.set_num_threads(cfg.train_threads)
+    arch = Arch.load(arch_path)
+    tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=cfg.train_patch, threads=cfg.train_threads)
+    res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=True, progress=True)
+    return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
+            "weights_sha256": sha256_file(out / "generator.safetensors")}
+
+
+def stage_export(cfg: DemoConfig, ckpt: Path, out: Path) -> dict[str, Any]:
+    from .verify.pipeline import run_export
+
+    manifest, _code = run_export(str(ckpt), list(cfg.formats), out, input_shape=list(cfg.input_shape),
+                                 threads=cfg.threads, progress=True, log=_log)
+    return {"manifest": str(out / "manifest.json"),
+            "status": {e["format"]: e.get("status") for e in manifest["artifacts"]}}
+
+
+def stage_measure(cfg: DemoConfig, artifact: Path) -> dict[str, Any]:
+    """The artifact itself on the target, timed as LUT entries are (shared interleaved loop, the LUT statistic)."""
+    from .runtimes.targets import load_session
+    from .runtimes.timing import measure, pinned
+
+    with pinned(cfg.threads):
+        s = load_session(cfg.target, artifact, threads=cfg.threads)
+        st = measure({"net": s.timer()}, rounds=cfg.measure_rounds, progress="timing the artifact")["net"]
+        s.close()
+    return {"artifact": str(artifact), "min_ms": st.get("min_ms"), "p50_ms": st.get("p50_ms"),
+            "p90_ms": st.get("p90_ms"), "sha256": sha256_file(artifact)}
+
+
+def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_json: Path) -> dict[str, Any]:
+    """PSNR/SSIM on the held-out built-in images, vs ground truth and vs the teacher, for the four models."""
+    import torch
+
+    from .data import builtin_images
+    from .train import evaluate
+
+    torch.set_num_threads(cfg.train_threads)
+    images = builtin_images("heldout")
+    models = {"bicubic": "bicubic", "student": str(ckpt), "teacher": cfg.teacher}
+    if int8_artifact is not None:
+        models["student_int8"] = str(int8_artifact)
+    full: dict[str, Any] = {}
+    for name, spec in models.items():
+        _log(f"  evaluating {name}")
+        teacher = None if name == "teacher" else cfg.teacher
+        full[name] = evaluate(spec, images, scale=4, teacher=teacher, progress=True)
+    atomic_write_json(out_json, full)
+    keys = ("psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher")
+    return {n: {k: round(r[k], 4) for k in keys if k in r} for n, r in full.items()}
+
+
+def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Path) -> dict[str, Any]:
+    """One LR crop of each held-out image upscaled by every model, saved as PNGs for the report."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import builtin_images, make_lr
+    from .train import load_upscaler
+    from .utils import atomic_path
+
+    ups = {"bicubic": load_upscaler("bicubic"), "student": load_upscaler(str(ckpt)),
+           "teacher": load_upscaler(cfg.teacher)}
+    if int8_artifact is not None:
+        ups["student_int8"] = load_upscaler(str(int8_artifact))
+    saved = []
+    for name, img in builtin_images("heldout"):
+        hr, lr = make_lr(img, 4)
+        c = CROP_LR
+        if min(lr.shape[:2]) < c:
+            continue
+        y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
+        lr_c = np.ascontiguousarray(lr[y:y + c, x:x + c])
+        pics = {"lr": np.repeat(np.repeat(lr_c, 4, 0), 4, 1), "hr": hr[4 * y:4 * (y + c), 4 * x:4 * (x + c)]}
+        for k, up in ups.items():
+            pics[k] = up.upscale(lr_c)
+        for k, a in pics.items():
+            with atomic_path(out / name / f"{k}.png", ".png") as tmp:
+                Image.fromarray(a).save(tmp, format="PNG")
+        saved.append(name)
+    return {"images": saved}
+
+
+# ---------------------------------------------------------------------------------------------- the demo
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Run (or resume) the demo in cfg.out; returns summary.json's object."""
+    from .export import parse_formats
+    from .report import write_report
+
+    t_start = time.perf_counter()
+    run = Path(cfg.out)
+    cfg.formats = parse_formats(list(cfg.formats))
+    if "onnx-int8" not in cfg.formats:
+        cfg.formats.insert(1 if "onnx" in cfg.formats else 0, "onnx-int8")  # the demo's acceptance artifact
+    check_target(cfg.target)
+    fmt = target_format(cfg.target, cfg.formats)
+    if fmt not in cfg.formats:
+        cfg.formats.append(fmt)
+    check_out(run)
+    stages = Stages(run, log)
+
+    # 1. profile + brief validation
+    table = run / "profile" / f"{cfg.target}-sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
+    prof = stages("profile", {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads,
+                              "rounds": cfg.profile_rounds, "space": _space_hash(), "device": _device_key(),
+                              "shipped": cfg.shipped_lut},
+                  lambda: stage_profile(cfg, table), [table])
+    _check_budget(cfg, table)
+    val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
+    stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
+           lambda: stage_validate(cfg, table, val_json, val_png), [val_json])
+
+    # 2. search under the budget
+    sdir = run / "search"
+    srch = stages("search", {"table": prof["sha256"], "recipe": _recipe_key(cfg.recipe), "budget_ms": cfg.budget_ms,
+                             "budget_frac": None if cfg.budget_ms is not None else cfg.budget_frac},
+                  lambda: stage_search(cfg, table, sdir), [sdir / "arch.json", sdir / "log.jsonl"])
+
+    # 3. distillation training of the derived arch
+    tdir = run / "train"
+    trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,
+                           "batch": cfg.train_batch, "patch": cfg.train_patch, "teacher": cfg.teacher},
+                 lambda: stage_train(cfg, sdir / "arch.json", tdir), [tdir / "generator.safetensors"])
+
+    # 4. export + verify every format; the target's artifact must be ok
+    edir = run / "export"
+    exp = stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,
+                            "threads": cfg.threads},
+                 lambda: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
+    manifest = json.loads((edir / "manifest.json").read_text())
+    arts = {e["format"]: e for e in manifest["artifacts"]}
+    main_art = arts.get(fmt)
+    if not main_art or main_art.get("status") != "ok" or not main_art.get("file"):
+        (run / ".stages" / "export.json").unlink(missing_ok=True)  # retry it next time
+        status = main_art.get("status") if main_art else "missing"
+        raise AgdError(f"the {fmt} artifact is not ok ({status}); see {edir / 'manifest.json'}")
+    art_path = edir / main_art["file"]
+    int8 = arts.get("onnx-int8")
+    int8_path = edir / int8["file"] if int8 and int8.get("status") == "ok" and int8.get("file") else None
+
+    # 5. the target's artifact measured on the target
+    meas = stages("measure", {"artifact": main_art.get("sha256"), "target": cfg.target, "threads": cfg.threads,
+                              "rounds": cfg.measure_rounds},
+                  lambda: stage_measure(cfg, art_path), [art_path])
+
+    # 6. fidelity and crops
+    eval_json = run / "eval.json"
+    akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher}
+    quality = stages("evaluate", akey, lambda: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
+    stages("crops", {**akey, "crop": CROP_LR}, lambda: stage_crops(cfg, tdir, int8_path, run / "crops"),
+           [run / "crops"])
+
+    # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
+    arch = json.loads((sdir / "arch.json").read_text())
+    summary = {"budget_ms": arch.get("budget_ms", srch.get("budget_ms")),
+               "predicted_ms": arch.get("predicted_ms", srch.get("predicted_ms")),
+               "measured_ms": meas["min_ms"], "measured_statistic": "min_ms", "measured_artifact": fmt,
+               "target": cfg.target,
+               "student": quality.get("student"), "student_int8": quality.get("student_int8"),
+               "bicubic": quality.get("bicubic"),
+               "teacher": {k: v for k, v in (quality.get("teacher") or {}).items() if k in ("psnr", "ssim")},
+               "exports": manifest["artifacts"], "seconds": dict(stages.seconds),
+               "lut_source": prof["source"], "reused_stages": list(stages.reused)}
+    st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
+    if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
+        summary["student_gain_vs_bicubic_db"] = round(st - bi, 4)
+    if isinstance(summary["budget_ms"], (int, float)):
+        summary["within_budget"] = bool(meas["min_ms"] <= summary["budget_ms"])
+    t0 = time.perf_counter()
+    summary["wall_seconds"] = round(t0 - t_start, 2)
+    atomic_write_json(run / "summary.json", summary)
+    write_report(run)
+    stages.wall["report"] = time.perf_counter() - t0
+    summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+    summary["wall_per_stage"] = {k: round(v, 2) for k, v in stages.wall.items()}
+    atomic_write_json(run / "summary.json", summary)
+    write_report(run)
+    return summary
+
+
+def _space_hash() -> str:
+    from .space import get_space
+
+    return get_space("sr").space_hash
+
+
+def _recipe_key(recipe: str) -> str:
+    from .utils import find_resource
+
+    p = find_resource("search", recipe)
+    return sha256_file(p) if p else recipe
+
+
+def _check_budget(cfg: DemoConfig, table: Path) -> None:
+    """--budget-ms outside [fastest, slowest] net of the space on this LUT: one line, before the search."""
+    if cfg.budget_ms is None:
+        return
+    from .profiling.lut import LUT
+    from .profiling.predictor import min_max_ms
+    from .space import get_space
+
+    (lo, _), (hi, _) = min_max_ms(LUT.load(table), get_space("sr"))
+    if cfg.budget_ms < lo:
+        raise AgdError(f"--budget-ms {cfg.budget_ms:g} is below the fastest net of the space on {cfg.target} "
+                       f"({lo:.2f} ms predicted); give at least {lo:.2f}")
+    if cfg.budget_ms > hi:
+        warnings.warn(f"--budget-ms {cfg.budget_ms:g} is above the slowest net ({hi:.2f} ms): no constraint",
+                      stacklevel=2)
