@@ -214,16 +214,20 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) 
 def stage_search(cfg: DemoConfig, table: Path, out: Path) -> dict[str, Any]:
     """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
     try:
-        from .search import run_search  # lands with the search issue
-    except ImportError:
-        raise AgdError("agd demo: the search stage is not available in this build (agd_deploy.search.run_search "
-                       "is missing)") from None
-    res = run_search(cfg.recipe, target=cfg.target, table=table, budget_ms=cfg.budget_ms,
-                     budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=out,
-                     threads=cfg.train_threads, progress=True)
-    a = json.loads((out / "arch.json").read_text())
-    return {"arch": str(out / "arch.json"), "budget_ms": a.get("budget_ms"), "predicted_ms": a.get("predicted_ms"),
-            "gmacs": a.get("gmacs"), "params": a.get("params"), "steps": getattr(res, "steps", None)}
+        from .search.config import SearchConfig
+        from .search.run import search as run_search
+    except ImportError:  # pragma: no cover - only while the search layer is missing from a build
+        raise AgdError("agd demo: the search stage is not available in this build "
+                       "(agd_deploy.search.run is missing)") from None
+    import torch
+
+    torch.set_num_threads(cfg.train_threads)
+    scfg = SearchConfig.load(cfg.recipe)
+    res = run_search(scfg, target=cfg.target, table=str(table), budget_ms=cfg.budget_ms,
+                     budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=str(out),
+                     resume=True, progress=True)
+    return {"arch": str(out / "arch.json"), "budget_ms": res.get("budget_ms"), "predicted_ms": res.get("predicted_ms"),
+            "gmacs": res.get("gmacs"), "params": res.get("params")}
 
 
 def stage_train(cfg: DemoConfig, arch_path: Path, out: Path) -> dict[str, Any]:

@@ -1,0 +1,166 @@
+"""`agd demo`: stage reuse, bad input (one line, non-zero exit) and, slow, the whole demo end to end twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agd_deploy.demo import DemoConfig, Stages, _device_key, _key, target_format
+from agd_deploy.errors import AgdError
+
+AGD = str(Path(sys.executable).parent / "agd")
+
+
+def _agd(*args, env=None, timeout=120):
+    return subprocess.run([AGD, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def _one_line_error(r) -> str:
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, r.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+def test_stage_runs_once_then_reuses(tmp_path):
+    calls = []
+    out = tmp_path / "a.txt"
+
+    def work():
+        calls.append(1)
+        out.write_text("x")
+        return {"value": len(calls)}
+
+    st = Stages(tmp_path, log=lambda m: None)
+    assert st("a", {"k": 1}, work, [out]) == {"value": 1}
+    st2 = Stages(tmp_path, log=lambda m: None)
+    assert st2("a", {"k": 1}, work, [out]) == {"value": 1}  # reused: result from the marker
+    assert len(calls) == 1 and st2.reused == ["a"]
+    marker = json.loads((tmp_path / ".stages" / "a.json").read_text())
+    assert marker["key"] == _key({"k": 1}) and marker["result"] == {"value": 1}
+    # another key (an upstream file changed) -> redone
+    assert st2("a", {"k": 2}, work, [out]) == {"value": 2}
+    # its output deleted -> redone
+    out.unlink()
+    assert Stages(tmp_path, log=lambda m: None)("a", {"k": 2}, work, [out]) == {"value": 3}
+    assert len(calls) == 3
+
+
+def test_failed_stage_leaves_no_marker(tmp_path):
+    st = Stages(tmp_path, log=lambda m: None)
+
+    def boom():
+        raise AgdError("nope")
+
+    with pytest.raises(AgdError):
+        st("b", {}, boom)
+    assert not (tmp_path / ".stages" / "b.json").exists()
+
+
+def test_target_format_maps_targets_to_their_artifact():
+    assert target_format("ort-cpu-int8", []) == "onnx-int8"
+    assert target_format("litert-cpu-int8", []) == "tflite-int8"
+    assert target_format("ort-cpu-fp32", []) == "onnx"
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+def test_unknown_target_is_one_line(tmp_path):
+    line = _one_line_error(_agd("demo", "--out", str(tmp_path / "run"), "--target", "abacus-cpu-int8"))
+    assert "unknown target 'abacus-cpu-int8'" in line and "ort-cpu-int8" in line
+    assert not (tmp_path / "run").exists()  # nothing done before the check
+
+
+def test_unwritable_out_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    line = _one_line_error(_agd("demo", "--out", str(blocker / "run")))
+    assert "--out" in line and "cannot write" in line
+
+
+def test_bad_format_and_budget_values(tmp_path):
+    line = _one_line_error(_agd("demo", "--out", str(tmp_path / "r"), "--formats", "onnx,jpeg"))
+    assert "unknown format 'jpeg'" in line
+    r = _agd("demo", "--out", str(tmp_path / "r"), "--budget-ms", "0")
+    assert r.returncode == 2 and "--budget-ms" in r.stderr and "Traceback" not in r.stderr
+
+
+def _lut_here(tmp_cache: Path) -> Path:
+    """A complete LUT (contract keys) stored where the demo looks for this machine's cached table."""
+    from agd_deploy.space import get_space
+
+    sp = get_space("sr")
+    entries = {b.key: {"min_ms": 1e-6 * b.cin * b.cout * b.h * b.w + 0.01, "p10_ms": 0, "p50_ms": 0, "p90_ms": 0,
+                       "n": 5} for b in sp.all_blocks(64, 64)}
+    lut = {"schema": 1, "target": "ort-cpu-int8", "space": "sr", "space_hash": sp.space_hash,
+           "input_shape": [1, 3, 64, 64], "threads": 1, "device": {}, "runtime": {}, "created": "",
+           "overhead_ms": 1.0, "statistic": "min_ms", "entries": entries}
+    p = tmp_cache / "latency_tables" / _key(_device_key()) / "ort-cpu-int8" / "sr-64x64-t1.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps(lut))
+    return p
+
+
+def test_budget_below_the_fastest_net_is_one_line(tmp_path):
+    from agd_deploy.profiling.lut import LUT
+    from agd_deploy.profiling.predictor import min_max_ms
+    from agd_deploy.space import get_space
+
+    cache = tmp_path / "cache"
+    lut_path = _lut_here(cache)
+    (lo, _), _ = min_max_ms(LUT.load(lut_path), get_space("sr"))
+    t0 = time.perf_counter()
+    r = _agd("demo", "--out", str(tmp_path / "run"), "--budget-ms", f"{lo * 0.5:.4f}",
+             env={"AGD_CACHE_DIR": str(cache)})
+    line = _one_line_error(r)
+    assert "below the fastest net" in line and f"{lo:.2f}" in line
+    assert time.perf_counter() - t0 < 60  # refused right after the (cached) profile stage, no search
+    assert (tmp_path / "run" / "profile").is_dir() and not (tmp_path / "run" / "search").exists()
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_rerun(tmp_path):
+    """The real demo (this machine's LUT from the user cache when there is one), then a rerun that reuses it all."""
+    run = tmp_path / "run"
+    t0 = time.perf_counter()
+    r = _agd("demo", "--out", str(run), "--json", timeout=1800)
+    first = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    s = json.loads(r.stdout)
+    disk = json.loads((run / "summary.json").read_text())
+    for k in ("budget_ms", "predicted_ms", "measured_ms", "student", "student_int8", "bicubic", "teacher", "exports",
+              "seconds"):
+        assert k in disk, k
+    for k in ("student", "student_int8", "bicubic"):
+        assert set(disk[k]) >= {"psnr", "ssim", "psnr_vs_teacher"}
+    assert set(disk["teacher"]) == {"psnr", "ssim"}
+    int8 = [e for e in disk["exports"] if e["format"] == "onnx-int8"]
+    assert int8 and int8[0]["status"] == "ok"
+    assert disk["student"]["psnr_vs_teacher"] - disk["bicubic"]["psnr_vs_teacher"] >= 1.0
+    assert disk["measured_ms"] <= disk["budget_ms"] * 1.10  # the budget, with the LUT's noise band
+    html = (run / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 8 and "not run" not in html
+    assert (run / "search" / "arch.json").is_file() and (run / "search" / "log.jsonl").is_file()
+    assert (run / "train" / "generator.safetensors").is_file()
+    # rerun: every stage reused, much faster
+    t0 = time.perf_counter()
+    r2 = _agd("demo", "--out", str(run), "--json", timeout=600)
+    second = time.perf_counter() - t0
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    s2 = json.loads(r2.stdout)
+    assert set(s2["reused_stages"]) >= {"profile", "validate", "search", "train", "export", "measure", "evaluate",
+                                        "crops"}
+    assert s2["measured_ms"] == s["measured_ms"]
+    assert second < first / 3
