@@ -1,0 +1,48 @@
+"""`agd search RECIPE`: AGD search of a generator under a latency (or MACs) budget."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("recipe")
+@click.option("--target", default=None, help="Target the budget is for, e.g. ort-cpu-int8 (default: the recipe's).")
+@click.option("--table", type=click.Path(dir_okay=False), default=None,
+              help="Latency table (default: the shipped latency_tables/<target>/<space>-<H>x<W>-t1.json).")
+@click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget in ms.")
+@click.option("--budget-frac", type=click.FloatRange(0, 1), default=None,
+              help="Budget = min + F*(max-min) of the predicted latency of the smallest and largest arch.")
+@click.option("--cost", "cost_name", type=click.Choice(["latency", "flops"]), default=None,
+              help="Search penalty: LUT latency (default) or MACs (AGD's original).")
+@click.option("--budget-gmacs", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="MACs budget in G (with --cost flops).")
+@click.option("--teacher", default=None, help="Teacher: realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH, PATH.onnx.")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Folder of training images (default: built-in).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: agd-search/<recipe>).")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the recipe's step count.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print arch.json's object.")
+def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmacs, teacher, data, out, steps, resume,
+           as_json):
+    """Search RECIPE (a shipped name like sr_x4_tiny, or a YAML path) under a budget; writes OUT/arch.json."""
+    from ..search.config import SearchConfig
+    from ..search.run import search as run_search
+
+    if budget_ms is not None and budget_frac is not None:
+        raise click.UsageError("give --budget-ms or --budget-frac, not both")
+    cfg = SearchConfig.load(recipe)
+    out = out or f"agd-search/{cfg.name}"
+    res = run_search(cfg, target=target, table=table, cost_name=cost_name, budget_ms=budget_ms,
+                     budget_frac=budget_frac, budget_gmacs=budget_gmacs, teacher=teacher, data=data, out=out,
+                     resume=resume, steps=steps, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    pm = res.get("predicted_ms")
+    bm = res.get("budget_ms")
+    lat = f"predicted {pm:.2f} ms (budget {bm:.2f} ms), " if pm is not None and bm is not None else ""
+    click.echo(f"{out}/arch.json: {lat}{res['gmacs']:.3f} GMACs, {res['params']:,} params at "
+               f"{'x'.join(map(str, res['input_shape']))}")
