@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import AgdError
-from .utils import atomic_write_json, cache_dir, format_shape, sha256_file
+from .utils import atomic_write_json, atomic_write_text, cache_dir, format_shape, sha256_file
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
 TEACHER = "realesrgan-x4plus"
@@ -38,7 +38,7 @@ class DemoConfig:
     input_shape: list[int] = field(default_factory=lambda: [1, 3, 64, 64])
     threads: int = 1            # threads of the LUT and of every latency measurement
     train_threads: int = 2      # torch threads for search/train/eval
-    profile_rounds: int = 20
+    profile_rounds: int = 6     # fewer than `agd profile`'s 20: the demo trades LUT noise for minutes
     validate_n: int = 8         # random whole nets in the brief LUT validation
     validate_rounds: int = 5
     measure_rounds: int = 20
@@ -67,8 +67,10 @@ class Stages:
         self.reused: list[str] = []
         self.wall: dict[str, float] = {}      # seconds each stage took in this invocation
 
-    def __call__(self, name: str, key: dict[str, Any], fn: Callable[[], dict[str, Any]],
+    def __call__(self, name: str, key: dict[str, Any], fn: Callable[[bool], dict[str, Any]],
                  outputs: list[Path] = ()) -> dict[str, Any]:
+        """Run fn(resume) unless reused. resume is True only when an interrupted run of this stage had the same
+        key (its partial state may be continued); otherwise the stage's libraries must start over."""
         marker = self.dir / f"{name}.json"
         k = _key(key)
         t0 = time.perf_counter()
@@ -83,8 +85,12 @@ class Stages:
                 self.wall[name] = time.perf_counter() - t0
                 self.log(f"[{name}] reused (finished earlier in {self.seconds[name]:.1f} s)")
                 return old["result"]
-        self.log(f"[{name}] running ...")
-        result = fn()
+        started = self.dir / f"{name}.started"
+        resume = started.is_file() and started.read_text().strip() == k
+        self.log(f"[{name}] {'resuming' if resume else 'running'} ...")
+        atomic_write_text(started, k)
+        result = fn(resume)
+        started.unlink(missing_ok=True)
         dt = time.perf_counter() - t0
         self.seconds[name] = self.wall[name] = dt
         atomic_write_json(marker, {"stage": name, "key": k, "inputs": key, "seconds": round(dt, 2),
@@ -211,7 +217,7 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) 
     return {"lut": rep["lut"], "flops": rep["flops"], "n": rep["n"]}
 
 
-def stage_search(cfg: DemoConfig, table: Path, out: Path) -> dict[str, Any]:
+def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) -> dict[str, Any]:
     """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
     try:
         from .search.config import SearchConfig
@@ -225,12 +231,12 @@ def stage_search(cfg: DemoConfig, table: Path, out: Path) -> dict[str, Any]:
     scfg = SearchConfig.load(cfg.recipe)
     res = run_search(scfg, target=cfg.target, table=str(table), budget_ms=cfg.budget_ms,
                      budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=str(out),
-                     resume=True, progress=True)
+                     resume=resume, progress=True)
     return {"arch": str(out / "arch.json"), "budget_ms": res.get("budget_ms"), "predicted_ms": res.get("predicted_ms"),
             "gmacs": res.get("gmacs"), "params": res.get("params")}
 
 
-def stage_train(cfg: DemoConfig, arch_path: Path, out: Path) -> dict[str, Any]:
+def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = False) -> dict[str, Any]:
     import torch
 
     from .data import builtin_images
@@ -241,7 +247,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path) -> dict[str, Any]:
     torch.set_num_threads(cfg.train_threads)
     arch = Arch.load(arch_path)
     tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=cfg.train_patch, threads=cfg.train_threads)
-    res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=True, progress=True)
+    res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
             "weights_sha256": sha256_file(out / "generator.safetensors")}
 
@@ -345,29 +351,29 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     prof = stages("profile", {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads,
                               "rounds": cfg.profile_rounds, "space": _space_hash(), "device": _device_key(),
                               "shipped": cfg.shipped_lut},
-                  lambda: stage_profile(cfg, table), [table])
+                  lambda resume: stage_profile(cfg, table), [table])
     _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
     stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
-           lambda: stage_validate(cfg, table, val_json, val_png), [val_json])
+           lambda resume: stage_validate(cfg, table, val_json, val_png), [val_json])
 
     # 2. search under the budget
     sdir = run / "search"
     srch = stages("search", {"table": prof["sha256"], "recipe": _recipe_key(cfg.recipe), "budget_ms": cfg.budget_ms,
                              "budget_frac": None if cfg.budget_ms is not None else cfg.budget_frac},
-                  lambda: stage_search(cfg, table, sdir), [sdir / "arch.json", sdir / "log.jsonl"])
+                  lambda resume: stage_search(cfg, table, sdir, resume), [sdir / "arch.json", sdir / "log.jsonl"])
 
     # 3. distillation training of the derived arch
     tdir = run / "train"
     trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,
                            "batch": cfg.train_batch, "patch": cfg.train_patch, "teacher": cfg.teacher},
-                 lambda: stage_train(cfg, sdir / "arch.json", tdir), [tdir / "generator.safetensors"])
+                 lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
 
     # 4. export + verify every format; the target's artifact must be ok
     edir = run / "export"
     exp = stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,
                             "threads": cfg.threads},
-                 lambda: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
+                 lambda resume: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
     manifest = json.loads((edir / "manifest.json").read_text())
     arts = {e["format"]: e for e in manifest["artifacts"]}
     main_art = arts.get(fmt)
@@ -382,13 +388,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     # 5. the target's artifact measured on the target
     meas = stages("measure", {"artifact": main_art.get("sha256"), "target": cfg.target, "threads": cfg.threads,
                               "rounds": cfg.measure_rounds},
-                  lambda: stage_measure(cfg, art_path), [art_path])
+                  lambda resume: stage_measure(cfg, art_path), [art_path])
 
     # 6. fidelity and crops
     eval_json = run / "eval.json"
     akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher}
-    quality = stages("evaluate", akey, lambda: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
-    stages("crops", {**akey, "crop": CROP_LR}, lambda: stage_crops(cfg, tdir, int8_path, run / "crops"),
+    quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
+    stages("crops", {**akey, "crop": CROP_LR}, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"),
            [run / "crops"])
 
     # 7. summary + report (always rewritten: cheap, and they show this run's reuse)

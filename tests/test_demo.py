@@ -36,8 +36,8 @@ def test_stage_runs_once_then_reuses(tmp_path):
     calls = []
     out = tmp_path / "a.txt"
 
-    def work():
-        calls.append(1)
+    def work(resume):
+        calls.append(resume)
         out.write_text("x")
         return {"value": len(calls)}
 
@@ -59,12 +59,23 @@ def test_stage_runs_once_then_reuses(tmp_path):
 def test_failed_stage_leaves_no_marker(tmp_path):
     st = Stages(tmp_path, log=lambda m: None)
 
-    def boom():
+    seen = []
+
+    def boom(resume):
+        seen.append(resume)
         raise AgdError("nope")
 
     with pytest.raises(AgdError):
-        st("b", {}, boom)
+        st("b", {"k": 1}, boom)
     assert not (tmp_path / ".stages" / "b.json").exists()
+    # the rerun of an interrupted stage may resume its partial state; with another key it must start over
+    with pytest.raises(AgdError):
+        st("b", {"k": 1}, boom)
+    with pytest.raises(AgdError):
+        st("b", {"k": 2}, boom)
+    assert seen == [False, True, False]
+    assert st("b", {"k": 2}, lambda resume: {"resume": resume}) == {"resume": True}
+    assert not (tmp_path / ".stages" / "b.started").exists()
 
 
 def test_target_format_maps_targets_to_their_artifact():
