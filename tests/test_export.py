@@ -1,0 +1,265 @@
+"""`agd export` / `agd bench` end to end on a tiny derived generator with real runtimes (ORT, onnx checker,
+LiteRT, coremltools conversion). Each test exports at 1x3x16x16 to stay fast on a small CPU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agd_deploy.cli import main
+from agd_deploy.space import Arch
+
+CONTRACT_KEYS = {"format", "precision", "file", "sha256", "bytes", "input_shape", "runtime", "psnr_db", "ssim",
+                 "p50_ms", "p90_ms", "min_ms", "speedup_vs_fp32", "status"}
+
+
+def agd(args, capsys):
+    """Run the CLI in-process -> (exit code, stdout, stderr)."""
+    code = 0
+    try:
+        main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def small_arch(space="sr", shape=(1, 3, 16, 16)) -> Arch:
+    a = Arch.extreme(space, largest=False, input_shape=list(shape))
+    a.ops = ["conv3x3" if i % 5 == 0 else "skip" for i in range(len(a.ops))]
+    return a
+
+
+@pytest.fixture(scope="module")
+def arch_json(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("arch") / "arch.json"
+    p.write_text(small_arch().to_json())
+    return p
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """A CKPT folder (seeded weights, saved as a trained model would be)."""
+    from agd_deploy.space import build
+    from agd_deploy.train.ckpt import save_ckpt
+
+    torch.manual_seed(1)
+    arch = small_arch()
+    return save_ckpt(build(arch), arch, tmp_path_factory.mktemp("ck") / "ckpt")
+
+
+@pytest.fixture(scope="module")
+def exported(ckpt, tmp_path_factory):
+    """onnx + onnx-int8 + tensorrt-int8 of the CKPT, exported once for several tests."""
+    out = tmp_path_factory.mktemp("exp") / "out"
+    code = 0
+    try:
+        main(["export", str(ckpt), "--formats", "onnx,onnx-int8,tensorrt-int8", "--rounds", "2", "--out", str(out),
+              "--json"])
+    except SystemExit as e:
+        code = e.code
+    return out, code
+
+
+def test_export_ckpt_manifest_and_artifacts(exported):
+    import onnx
+
+    out, code = exported
+    assert code in (0, None)
+    m = json.loads((out / "manifest.json").read_text())
+    arts = {a["format"]: a for a in m["artifacts"]}
+    assert list(arts) == ["onnx", "onnx-int8", "tensorrt-int8"]
+    for a in arts.values():
+        assert CONTRACT_KEYS <= set(a), CONTRACT_KEYS - set(a)
+        assert a["input_shape"] == [1, 3, 16, 16]
+        assert (out / a["file"]).is_file()
+        assert a["bytes"] == (out / a["file"]).stat().st_size
+    # only the requested artifacts + manifest + table are left
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "benchmark.md", "model.onnx", "model.int8.onnx", "model.qdq.onnx"])
+    fp32, int8, trt = arts["onnx"], arts["onnx-int8"], arts["tensorrt-int8"]
+    assert fp32["status"] == "ok" and fp32["psnr_db"] >= 60 and fp32["speedup_vs_fp32"] == 1.0
+    assert int8["status"] == "ok" and 35 <= int8["psnr_db"] < 100 and int8["speedup_vs_fp32"] > 0
+    assert int8["min_ms"] <= int8["p50_ms"] <= int8["p90_ms"]
+    assert int8["bytes"] < fp32["bytes"]
+    # the file is a valid single-file ONNX with the contract's names and metadata
+    for name in ("model.onnx", "model.int8.onnx", "model.qdq.onnx"):
+        mo = onnx.load(str(out / name))
+        onnx.checker.check_model(mo)
+        assert [i.name for i in mo.graph.input] == ["input"] and [o.name for o in mo.graph.output] == ["output"]
+        assert max(o.version for o in mo.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        meta = {p.key: p.value for p in mo.metadata_props}
+        assert meta["scale"] == "4" and json.loads(meta["value_range"]) == [0.0, 1.0]
+        assert meta["layout"] == "NCHW" and meta["color_order"] == "RGB"
+    # int8: QDQ with s8 per-channel weights and u8 activations
+    q = onnx.load(str(out / "model.int8.onnx"))
+    ops = {n.op_type for n in q.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    from onnx import numpy_helper
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    dtypes = {inits[n.input[0]].dtype for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    assert np.dtype(np.int8) in dtypes  # weights
+    zps = [inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in inits]
+    assert any(z.dtype == np.uint8 for z in zps)  # activations
+    # tensorrt-int8: symmetric int8 activations (zero point 0), checked on ORT here
+    t = onnx.load(str(out / "model.qdq.onnx"))
+    tzp = {i.name: numpy_helper.to_array(i) for i in t.graph.initializer}
+    qz = [tzp[n.input[2]] for n in t.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in tzp]
+    assert qz and all(z.dtype == np.int8 and not z.any() for z in qz)
+    assert trt["status"].startswith("not verified") and trt["psnr_db"] >= 35 and trt["checked_on"] == "ort-cpu-int8"
+    assert "| onnx-int8 | int8 |" in (out / "benchmark.md").read_text()
+
+
+def test_bench_reverifies_and_gate_fails_on_corruption(exported, tmp_path, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    src, _ = exported
+    d = tmp_path / "copy"
+    shutil.copytree(src, d)
+    code, out, err = agd(["bench", d, "--rounds", "2", "--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert [a["status"] for a in res["artifacts"]][:2] == ["ok", "ok"]
+    # 1) bytes changed behind the manifest's back: sha256 check fails, exit 1
+    f = d / "model.int8.onnx"
+    f.write_bytes(f.read_bytes()[:-10] + b"0123456789")
+    code, out, err = agd(["bench", d, "--rounds", "2", "--json"], capsys)
+    assert code == 1
+    assert json.loads(out)["artifacts"][1]["status"].startswith("failed: sha256 mismatch")
+    # 2) a wrong output with a consistent manifest: the PSNR gate fails, exit 1
+    shutil.copy(src / "model.int8.onnx", f)
+    mo = onnx.load(str(d / "model.onnx"))
+    w = next(i for i in mo.graph.initializer if numpy_helper.to_array(i).ndim == 4)
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.5, w.name))
+    onnx.save(mo, str(d / "model.onnx"))
+    man = json.loads((d / "manifest.json").read_text())
+    from agd_deploy.utils import sha256_file
+    man["artifacts"][0]["sha256"] = sha256_file(d / "model.onnx")
+    man["artifacts"][0]["bytes"] = (d / "model.onnx").stat().st_size
+    (d / "manifest.json").write_text(json.dumps(man))
+    code, out, err = agd(["bench", d, "--rounds", "2"], capsys)
+    assert code == 1
+    assert "PSNR" in out and "under the 60 dB threshold" in out
+    assert err.strip().splitlines()[-1].startswith("Error: 1 artifact(s) failed verification: onnx")
+
+
+def test_arch_json_is_untrained(arch_json, tmp_path, capsys):
+    code, out, err = agd(["export", arch_json, "--formats", "onnx-int8", "--rounds", "2", "--out", tmp_path / "o",
+                          "--json"], capsys)
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["model"]["trained"] is False and m["model"]["kind"] == "arch"
+    (a,) = m["artifacts"]
+    assert a["status"] == "untrained" and a["psnr_db"] is not None and a["speedup_vs_fp32"] > 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["benchmark.md", "manifest.json", "model.int8.onnx"]
+
+
+def test_keep_fp32_named_layers(ckpt, tmp_path, capsys):
+    import onnx
+
+    code, out, err = agd(["export", ckpt, "--formats", "onnx-int8", "--keep-fp32", "last,stem", "--rounds", "2",
+                          "--out", tmp_path / "o", "--json"], capsys)
+    assert code == 0, err
+    (a,) = json.loads(out)["artifacts"]
+    assert a["keep_fp32"] == ["last", "stem"] and a["keep_fp32_nodes"] >= 2
+    g = onnx.load(str(tmp_path / "o" / a["file"])).graph
+    conv_inputs = {n.name: n.input[1] for n in g.node if n.op_type == "Conv"}
+    inits = {i.name for i in g.initializer}
+    # kept convs read their float weights directly, not through DequantizeLinear
+    assert conv_inputs["/last/Conv"] in inits and conv_inputs["/stem/Conv"] in inits
+    code, out, err = agd(["export", ckpt, "--formats", "onnx-int8", "--keep-fp32", "nosuchlayer",
+                          "--out", tmp_path / "o2"], capsys)
+    assert code == 1 and "no layer 'nosuchlayer'" in err and "Traceback" not in err
+
+
+def test_keep_fp32_auto_records_sensitivity(ckpt, tmp_path, capsys):
+    code, out, err = agd(["export", ckpt, "--formats", "onnx-int8", "--keep-fp32", "auto:2", "--rounds", "2",
+                          "--out", tmp_path / "o", "--json"], capsys)
+    assert code == 0, err
+    m = json.loads(out)
+    sens = m["sensitivity"]
+    assert len(sens["kept"]) == 2 and sens["kept"] == [r["layer"] for r in sens["ranking"][:2]]
+    assert m["artifacts"][0]["keep_fp32"] == sens["kept"]
+    assert "Per-layer int8 sensitivity" in (tmp_path / "o" / "benchmark.md").read_text()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--formats", "onnx,bogus"], "unknown format 'bogus'"),
+    (["--formats", "onnx-int8", "--calib", "/nonexistent/calib"], "calibration folder"),
+    (["--formats", "onnx", "--input", "1x3x3"], "bad shape"),
+])
+def test_bad_input_is_one_line(arch_json, tmp_path, capsys, args, needle):
+    code, out, err = agd(["export", arch_json, "--out", tmp_path / "o", *args], capsys)
+    assert code != 0
+    assert needle in err and "Traceback" not in err
+    assert len([ln for ln in err.strip().splitlines() if ln.startswith(("Error", "Usage"))]) >= 1
+
+
+def test_out_not_writable_and_ckpt_mismatch(arch_json, ckpt, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = agd(["export", arch_json, "--formats", "onnx", "--out", blocker / "sub"], capsys)
+    assert code == 1 and "cannot write there" in err and "Traceback" not in err
+    bad = tmp_path / "bad_ckpt"
+    shutil.copytree(ckpt, bad)
+    other = Arch.extreme("sr", largest=True, input_shape=[1, 3, 16, 16])
+    (bad / "arch.json").write_text(other.to_json())
+    code, _, err = agd(["export", bad, "--formats", "onnx", "--out", tmp_path / "o"], capsys)
+    assert code == 1 and "do not match" in err and "Traceback" not in err
+    code, _, err = agd(["bench", tmp_path / "nothing"], capsys)
+    assert code == 1 and "no manifest.json" in err
+
+
+@pytest.mark.slow
+def test_tflite_and_coreml(ckpt, tmp_path, capsys):
+    code, out, err = agd(["export", ckpt, "--formats", "tflite-fp32,tflite-int8,coreml-fp16,coreml-int8",
+                          "--rounds", "2", "--out", tmp_path / "o", "--json"], capsys)
+    m = json.loads(out)
+    arts = {a["format"]: a for a in m["artifacts"]}
+    assert code == 0, err
+    assert arts["tflite-fp32"]["status"] == "ok" and arts["tflite-fp32"]["psnr_db"] >= 60
+    assert arts["tflite-int8"]["status"] == "ok" and arts["tflite-int8"]["psnr_db"] >= 35
+    assert arts["tflite-int8"]["speedup_vs_fp32"] > 0
+    import platform
+    if platform.system() != "Darwin":
+        for f in ("coreml-fp16", "coreml-int8"):
+            assert arts[f]["status"] == "not verified: CoreML prediction needs macOS"
+            assert (tmp_path / "o" / arts[f]["file"]).is_dir() and arts[f]["bytes"] > 0
+        assert arts["coreml-int8"]["bytes"] < arts["coreml-fp16"]["bytes"]
+    from agd_deploy.quant.litert import read_metadata
+    meta = read_metadata(tmp_path / "o" / arts["tflite-int8"]["file"])
+    assert json.loads(json.dumps(meta))  # carries the model's metadata
+    assert "4" in json.dumps(meta)
+
+
+@pytest.mark.slow
+def test_st_frame_exports(tmp_path, capsys):
+    a = small_arch("st", (1, 3, 32, 32))
+    p = tmp_path / "st.json"
+    p.write_text(a.to_json())
+    code, out, err = agd(["export", p, "--formats", "onnx,onnx-int8,tflite-int8", "--rounds", "2",
+                          "--out", tmp_path / "o", "--json"], capsys)
+    m = json.loads(out)
+    assert code == 0, err
+    for a in m["artifacts"]:
+        assert a["status"] == "untrained" or a["status"].startswith("failed: tflite-int8 conversion failed (op")
+
+
+def test_tensorrt_engine_builds_where_available(exported):
+    from agd_deploy.runtimes.targets import available
+
+    ok, why = available("tensorrt-cuda-int8")
+    if not ok:
+        pytest.skip(why)
+    from agd_deploy.runtimes import load_session
+
+    out, _ = exported
+    sess = load_session("tensorrt-cuda-int8", out / "model.qdq.onnx")
+    y = sess.run(np.zeros((1, 3, 16, 16), np.float32))
+    assert y.shape == (1, 3, 64, 64)
