@@ -145,7 +145,9 @@ def _overview(d: RunData) -> str:
     target = arch.get("target") or (d.lut or {}).get("target") or "–"
     rows = [["target", _e(target)], ["latency budget", _num(budget, ".2f", " ms")],
             ["LUT prediction (derived arch)", _num(pred, ".2f", " ms")],
-            ["measured (onnx-int8 artifact on the target)", _num(meas, ".2f", " ms") + verdict]]
+            [f"measured ({_e(s.get('measured_artifact', 'onnx-int8'))} artifact on the target"
+             + (f", {_e(s['measured_statistic'])}, {_e(s.get('measured_clock', ''))} clock"
+                if s.get("measured_statistic") else "") + ")", _num(meas, ".2f", " ms") + verdict]]
     if "gmacs" in arch or "params" in arch:
         rows.append(["derived arch", f'{_num(arch.get("gmacs"), ".3f", " GMACs")}, '
                                      f'{_num(arch.get("params"), ",d", " params")}'])
@@ -153,8 +155,12 @@ def _overview(d: RunData) -> str:
     secs = s.get("seconds") if isinstance(s.get("seconds"), dict) else {}
     if secs:
         total = sum(v for v in secs.values() if isinstance(v, (int, float)))
-        srows = [[_e(k), _num(v, ".1f", " s")] for k, v in secs.items()] + [["<b>total</b>", _num(total, ".1f", " s")]]
-        body += "<h3>Wall time per stage</h3>" + _table(["stage", "seconds"], srows, "kv")
+        wall = s.get("wall_per_stage") if isinstance(s.get("wall_per_stage"), dict) else {}
+        reused = set(s.get("reused_stages") or [])
+        srows = [[_e(k), _num(v, ".1f", " s"), ("reused, " if k in reused else "") + _num(wall.get(k), ".1f", " s")]
+                 for k, v in secs.items()]
+        srows.append(["<b>total</b>", _num(total, ".1f", " s"), _num(s.get("wall_seconds"), ".1f", " s")])
+        body += "<h3>Wall time per stage</h3>" + _table(["stage", "when computed", "this run"], srows)
     if not s:
         body += _not_run("no summary.json (the demo has not finished)")
     return _section("overview", "Overview", body)
