@@ -40,9 +40,17 @@ def conversion_error(fmt: str, e: BaseException) -> str:
 
 
 def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConfig) -> tuple[Artifact | None, str]:
+    from ..errors import MissingRuntimeError
+
     exp = get_exporter(fmt)
     try:
         return exp.export(source.module, example, source.info, out_dir, cfg), ""
+    except MissingRuntimeError as e:  # the converter package is not installed: nothing to verify here
+        return None, f"not verified: {e}"
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("agd_deploy."):
+            return None, f"not verified: {fmt} needs {e.name}, which this build of agd-deploy does not have"
+        return None, f"not verified: {fmt} needs the {e.name!r} package, which is not installed"
     except AgdError:
         raise
     except Exception as e:  # a converter's failure is a manifest status, not a crash
