@@ -1,0 +1,65 @@
+"""OpenVINO IR from the fp32 ONNX export, and int8 through NNCF post-training quantization (`nncf.quantize`,
+calibrated on the given inputs). The IR is an .xml with its weights in a .bin beside it."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import AgdError, MissingRuntimeError
+
+
+def _require(int8: bool) -> None:
+    try:
+        import openvino  # noqa: F401
+
+        if int8:
+            import nncf  # noqa: F401
+    except ImportError as e:
+        raise MissingRuntimeError(f"OpenVINO conversion needs openvino and nncf: pip install 'agd-deploy[openvino]' "
+                                  f"({e})") from None
+
+
+def _save(model, out: Path) -> Path:
+    """Save the IR (.xml + .bin) so readers never see a half-written pair: write in a temp dir, then move the
+    .bin first and the .xml last (the .xml is what a loader opens)."""
+    import openvino as ov
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".ov-") as tmp:
+        xml = Path(tmp) / out.name
+        ov.save_model(model, str(xml), compress_to_fp16=False)
+        shutil.move(str(xml.with_suffix(".bin")), str(out.with_suffix(".bin")))
+        shutil.move(str(xml), str(out))
+    return out
+
+
+def to_openvino_fp32(onnx_path: str | Path, out: str | Path) -> Path:
+    _require(False)
+    import openvino as ov
+
+    return _save(ov.convert_model(str(onnx_path)), Path(out))
+
+
+def quantize_openvino(onnx_path: str | Path, out: str | Path, calib: Sequence[np.ndarray]) -> Path:
+    """int8 IR: NNCF PTQ (default preset: symmetric weights, per-channel; mixed preset not needed on CPU)."""
+    _require(True)
+    import openvino as ov
+
+    if not calib:
+        raise AgdError("int8 quantization needs at least one calibration input")
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    import nncf
+
+    model = ov.convert_model(str(onnx_path))
+    data = nncf.Dataset([np.ascontiguousarray(a, dtype=np.float32) for a in calib])
+    with contextlib.redirect_stdout(io.StringIO()):
+        q = nncf.quantize(model, data, subset_size=len(calib))
+    return _save(q, Path(out))
