@@ -267,3 +267,18 @@ def test_two_ranks_end_with_identical_parameters(setup, tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert a["alphas"].abs().sum() > 0  # the arch actually moved (alphas start at zero)
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 3  # rank 0 alone writes
+
+
+@pytest.mark.slow
+def test_torchrun_cli_two_processes(setup, tmp_path):
+    """The real launcher: `torchrun --nproc_per_node 2 --standalone -m agd_deploy search ...` (gloo on CPU)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--standalone", "-m", "agd_deploy", "search",
+                        *common(setup), "--out", str(out), "--json"], env=env, capture_output=True, text=True,
+                       timeout=900)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads((out / "arch.json").read_text())
+    assert d["search"]["world_size"] == 2 and d["predicted_ms"] <= d["budget_ms"]
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]

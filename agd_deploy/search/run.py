@@ -66,7 +66,11 @@ def resolve_budget(cfg: SearchConfig, cost: CostModel, lat: LatencyCost | None, 
         if cost.unit != "gmacs":
             raise AgdError("--budget-gmacs needs --cost flops (a latency search takes --budget-ms or --budget-frac)")
         check_budget(cost, budget_gmacs)
-        return Budget(budget_gmacs, "gmacs", None, "gmacs")
+        if lat is None:
+            return Budget(budget_gmacs, "gmacs", None, "gmacs")
+        a, b = linear_fit(cost, lat)  # report the ms this MACs budget stands for on the table's target
+        return Budget(budget_gmacs, "gmacs", a + b * budget_gmacs, f"gmacs; ms = {a:.4f} + {b:.4f}*GMACs",
+                      {"ms_per_gmac_fit": [a, b]})
     if lat is not None and (budget_ms is not None or budget_frac is not None):
         if budget_ms is None:
             (lo, _), (hi, _) = lat.extremes()
