@@ -113,6 +113,8 @@ def test_teacher_cache_runs_teacher_once(folder, tmp_path):
     t2 = NearestTeacher()
     c2 = TeacherCache(t2, imgs, tmp_path / "cache", progress=False)
     assert t2.calls == 0 and c2.key == c1.key
+    c_sub = TeacherCache(t2, imgs.subset(60), tmp_path / "cache", progress=False)  # entries are per image
+    assert t2.calls == 0 and c_sub.key != c1.key and len(c_sub) == 2
     c3 = TeacherCache(NearestTeacher("other-weights"), imgs, tmp_path / "cache", progress=False)
     assert c3.key != c1.key
     c4 = TeacherCache(NearestTeacher(), imgs, tmp_path / "cache", max_side=40, progress=False)

@@ -1,7 +1,8 @@
 """Teacher outputs cached on disk, so a teacher that costs ~18 M MACs per LR pixel runs once per image.
 
-Keyed by the teacher's fingerprint, the images' content hash, the scale and the crop policy. Each image is one
-`.npz` (hr, lr, teacher output, all uint8) written atomically, so an interrupted run resumes where it stopped."""
+One folder per (teacher fingerprint, scale, crop policy); in it one `.npz` per image (hr, lr, teacher output, all
+uint8) named by the image's content hash and written atomically. So an interrupted run resumes where it stopped,
+and any subset or superset of already-seen images reuses their outputs."""
 
 from __future__ import annotations
 
@@ -40,16 +41,17 @@ class TeacherCache:
 
     max_side: HR images are centre-cropped to at most max_side x max_side first (bounds the teacher's cost)."""
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, teacher, images: Images, cache_root: str | Path | None = None, max_side: int | None = None,
                  tile: int = 128, progress: bool = True):
         self.teacher, self.images, self.max_side, self.tile = teacher, images, max_side, tile
         self.scale = int(teacher.scale)
-        key = f"{teacher.fingerprint}|{images.data_hash}|x{self.scale}|max{max_side}|v{self.VERSION}"
-        self.key = hashlib.sha256(key.encode()).hexdigest()[:16]
+        tkey = f"{teacher.fingerprint}|x{self.scale}|max{max_side}|v{self.VERSION}"
+        self.teacher_key = hashlib.sha256(tkey.encode()).hexdigest()[:16]
+        self.key = hashlib.sha256(f"{tkey}|{images.data_hash}".encode()).hexdigest()[:16]  # names this set
         root = Path(cache_root) if cache_root else cache_dir("teacher_outputs")
-        self.dir = root / self.key
+        self.dir = root / self.teacher_key
         self.samples: list[Sample] = self._build(progress)
 
     def __len__(self) -> int:
@@ -64,8 +66,8 @@ class TeacherCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         out: list[Sample | None] = [None] * len(self.images)
         todo = []
-        for i, (name, _) in enumerate(self.images):
-            f = self.dir / f"{i:04d}.npz"
+        for i, (name, img) in enumerate(self.images):
+            f = self.entry_path(img)
             if f.is_file():
                 try:
                     with np.load(f) as z:
@@ -80,11 +82,15 @@ class TeacherCache:
             name, img = self.images[i]
             hr, lr = make_lr(center_crop(img, self.max_side), self.scale)
             t = self.run_teacher(lr)
-            with atomic_path(self.dir / f"{i:04d}.npz", ".npz") as tmp:
+            with atomic_path(self.entry_path(img), ".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, hr=hr, lr=lr, teacher=t)
             out[i] = Sample(name, hr, lr, t)
         return out  # type: ignore[return-value]
+
+    def entry_path(self, img: np.ndarray) -> Path:
+        h = hashlib.sha256(str(img.shape).encode() + img.tobytes()).hexdigest()[:20]
+        return self.dir / f"{h}.npz"
 
     def run_teacher(self, lr: np.ndarray) -> np.ndarray:
         vr = tuple(self.teacher.value_range)

@@ -149,7 +149,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_v = float(loss)
+        loss_v = float(loss.detach())
         bar.set_postfix(loss=f"{loss_v:.4f}")
         done = step + 1
         if done % 10 == 0 or done == total:

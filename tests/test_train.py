@@ -1,0 +1,169 @@
+"""Distillation training: a real (tiny) ESRGAN teacher checkpoint, real images, the real CLI; resume after
+SIGKILL; bad inputs end with one line and exit 1."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from agd_deploy.data import ImageFolder
+from agd_deploy.errors import AgdError
+from agd_deploy.nets import RRDBNet
+from agd_deploy.space import Arch
+from agd_deploy.teachers import load_teacher
+from agd_deploy.train import TrainConfig, load_ckpt, train
+
+AGD = [str(Path(sys.executable).parent / "agd")]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A tiny ESRGAN teacher (.pth, BasicSR layout), a folder of image crops and the smallest SR arch."""
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("train")
+    torch.manual_seed(0)
+    teacher = d / "teacher.pth"
+    torch.save({"params": RRDBNet(nf=8, nb=1, gc=4).state_dict()}, teacher)
+    imgs = d / "imgs"
+    imgs.mkdir()
+    Image.fromarray(data.astronaut()[100:196, 150:246]).save(imgs / "astronaut.png")
+    Image.fromarray(data.rocket()[200:280, 300:396]).save(imgs / "rocket.png")
+    arch = d / "arch.json"
+    arch.write_text(Arch.extreme("sr", largest=False).to_json())
+    return {"dir": d, "teacher": f"esrgan-pth:{teacher}", "data": imgs, "arch": arch}
+
+
+def _run(args, env=None):
+    """The CLI in a subprocess (used where a real process matters: SIGKILL and resume)."""
+    return subprocess.run(AGD + [str(a) for a in args], capture_output=True, text=True, env=env)
+
+
+class _Result:
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def _cli(capsys, *args):
+    """The CLI in-process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from agd_deploy.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    cap = capsys.readouterr()
+    return _Result(code, cap.out, cap.err)
+
+
+def test_train_learns_and_writes_ckpt(setup, tmp_path):
+    arch = Arch.load(setup["arch"])
+    t = load_teacher(setup["teacher"])
+    images = ImageFolder(setup["data"])
+    cfg = TrainConfig(steps=40, patch=8, batch=4, lr=2e-3, ckpt_every=10)
+    res = train(arch, t, images, cfg, tmp_path / "ckpt", cache_root=tmp_path / "cache", progress=False)
+    out = Path(res["ckpt"])
+    assert sorted(p.name for p in out.iterdir()) == ["arch.json", "generator.safetensors", "log.jsonl", "train.json"]
+    assert not (tmp_path / "ckpt.partial").exists()
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30, 40]
+    model, arch2 = load_ckpt(out)
+    assert arch2 == arch
+    # it learned: closer to the teacher than the same arch untrained (same init seed)
+    from agd_deploy.data import PatchDataset, TeacherCache
+    from agd_deploy.space import build
+
+    ds = PatchDataset(TeacherCache(t, images, tmp_path / "cache", max_side=cfg.max_side, progress=False), 8)
+    x, tt, _ = ds.batch(10_000, 8)
+    torch.manual_seed(0)
+    init = build(arch).eval()
+    with torch.no_grad():
+        assert float((model(x) - tt).abs().mean()) < 0.7 * float((init(x) - tt).abs().mean())
+    # a rerun with resume finds the finished CKPT and does nothing
+    again = train(arch, t, images, cfg, out, cache_root=tmp_path / "cache", progress=False)
+    assert again.get("skipped") is True
+
+
+def test_perceptual_term_from_user_vgg(setup, tmp_path):
+    from agd_deploy.train.vgg import VGG19Features
+
+    vgg = tmp_path / "vgg19.pth"
+    torch.manual_seed(0)
+    torch.save(VGG19Features().state_dict(), vgg)  # torchvision layout: features.N.weight
+    assert "features.34.weight" in torch.load(vgg, weights_only=True)
+    cfg = TrainConfig(steps=2, patch=8, batch=2, vgg=str(vgg), perceptual_weight=0.01, style_weight=1.0)
+    res = train(Arch.load(setup["arch"]), load_teacher(setup["teacher"]), ImageFolder(setup["data"]), cfg,
+                tmp_path / "ckpt", cache_root=tmp_path / "cache", progress=False)
+    assert np.isfinite(res["final_loss"])
+
+
+def test_resume_after_sigkill(setup, tmp_path):
+    out = tmp_path / "ckpt"
+    env = {**os.environ, "AGD_CACHE_DIR": str(tmp_path / "cache")}
+    args = ["train", setup["arch"], "--teacher", setup["teacher"], "--data", setup["data"], "--steps", 30,
+            "--patch", 16, "--batch", 4, "--ckpt-every", 5, "--out", out, "--json"]
+    proc = subprocess.Popen(AGD + [str(a) for a in args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    state = out.with_name("ckpt.partial") / "state.pt"
+    deadline = time.time() + 300
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "training ended before its first checkpoint"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # nothing looking complete
+    saved = torch.load(state, weights_only=True)["step"]
+    assert 5 <= saved < 30 and saved % 5 == 0
+    r = _run(args, env=env)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["resumed_from"] == saved and res["steps"] == 30
+    load_ckpt(out)
+    assert not state.exists()
+
+
+def test_bad_inputs(setup, tmp_path, capsys):
+    base = ["train", setup["arch"], "--teacher", setup["teacher"], "--steps", 2, "--patch", 8, "--batch", 2]
+    r = _cli(capsys, *base + ["--data", tmp_path / "missing", "--out", tmp_path / "o1"])
+    assert r.returncode == 1 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = _cli(capsys, *base + ["--data", tmp_path / "empty", "--out", tmp_path / "o2"])
+    assert r.returncode == 1 and "is empty" in r.stderr
+    r = _cli(capsys, *base[:-4] + ["--patch", 200, "--batch", 2, "--data", setup["data"], "--out", tmp_path / "o3"])
+    assert r.returncode == 1 and "large enough" in r.stderr.splitlines()[-1] and "Traceback" not in r.stderr
+    assert not (tmp_path / "o3").exists()
+    # a corrupt training checkpoint, and one made for another arch
+    part = tmp_path / "o4.partial"
+    part.mkdir()
+    (part / "state.pt").write_bytes(b"garbage")
+    r = _cli(capsys, *base + ["--data", setup["data"], "--out", tmp_path / "o4"])
+    assert r.returncode == 1 and "corrupt training checkpoint" in r.stderr and "Traceback" not in r.stderr
+    other = Arch.extreme("sr", largest=False)
+    other.ops[0] = "conv3x3"
+    from agd_deploy.space import build
+
+    torch.save({"model": build(other).state_dict(), "optimizer": {}, "step": 1, "total": 2,
+                "torch_rng": torch.get_rng_state(), "arch": other.to_json(), "config": "{}", "loss": 0.0},
+               part / "state.pt")
+    r = _cli(capsys, *base + ["--data", setup["data"], "--out", tmp_path / "o4"])
+    assert r.returncode == 1 and "another arch" in r.stderr
+    bad_arch = tmp_path / "bad.json"
+    bad_arch.write_text('{"space": "sr", "ops": ["skip"], "widths": {}}')
+    r = _cli(capsys, *["train", bad_arch, "--data", setup["data"]])
+    assert r.returncode == 1 and "positions" in r.stderr
+
+
+def test_library_errors(setup, tmp_path):
+    with pytest.raises(AgdError, match="not x1|is x4"):
+        st_arch = Arch.extreme("st", largest=False)
+        train(st_arch, load_teacher(setup["teacher"]), ImageFolder(setup["data"]), TrainConfig(steps=1),
+              tmp_path / "x", cache_root=tmp_path / "cache", progress=False)
