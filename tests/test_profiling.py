@@ -206,3 +206,21 @@ def test_bad_tables_refused(tmp_path, agd):
 def test_help_lists_subcommands():
     r = CliRunner().invoke(cli, ["profile", "--help"])
     assert r.exit_code == 0 and "measure" in r.output and "validate" in r.output
+
+
+def test_cpu_clock_ignores_waiting_wall_clock_does_not():
+    """The cpu clock counts the timing thread's work, not time spent off the CPU (sleep ~ preemption)."""
+    from agd_deploy.profiling.rounds import timed_rounds
+
+    def busy():
+        x = 0
+        for i in range(200_000):
+            x += i
+        return x
+
+    runs = {"sleep": lambda: time.sleep(0.02), "busy": busy}
+    cpu = [s for _, s in timed_rounds(runs, range(3), "cpu")]
+    wall = [s for _, s in timed_rounds(runs, range(3), "wall")]
+    assert len(cpu) == 3 and set(cpu[0]) == {"sleep", "busy"}
+    assert max(s["sleep"] for s in cpu) < 5 and min(s["sleep"] for s in wall) >= 19
+    assert min(s["busy"] for s in cpu) > 0.5  # real work is counted
