@@ -65,7 +65,7 @@ def verify(jobs: list[Job], partners: dict[str, Artifact], inputs: list[np.ndarr
            base_dir: Path, progress: bool = True) -> list[dict[str, Any]]:
     """Fill each job's manifest entry. `partners` maps an fp32 format to its artifact (requested or made in
     scratch) for speedups; `base_dir` is where `file` paths are relative to."""
-    from ..runtimes import load_session, measure, pinned
+    from ..runtimes import load_session
     from ..runtimes.targets import runtime_for
 
     timers: dict[str, Callable[[], Any]] = {}
@@ -141,13 +141,13 @@ def verify(jobs: list[Job], partners: dict[str, Artifact], inputs: list[np.ndarr
                     pkey = None
             job.partner_key = pkey
     if timers:
-        with pinned(threads):
-            stats = measure(timers, rounds=rounds, progress="timing" if progress else False)
+        stats, clocks = _time(timers, rounds, threads, progress)
         for job in jobs:
             if job.timer_key is None:
                 continue
             s = stats[job.timer_key]
-            job.entry.update({"p50_ms": round(s.p50_ms, 3), "p90_ms": round(s.p90_ms, 3), "min_ms": round(s.min_ms, 3)})
+            job.entry.update({"p50_ms": round(s.p50_ms, 3), "p90_ms": round(s.p90_ms, 3), "min_ms": round(s.min_ms, 3),
+                              "clock": clocks[job.timer_key], "timing_rounds": s.n})
             if job.partner_key and job.partner_key in stats:
                 p = stats[job.partner_key]
                 job.entry["speedup_vs_fp32"] = round(p.min_ms / s.min_ms, 3)
@@ -162,6 +162,43 @@ def verify(jobs: list[Job], partners: dict[str, Artifact], inputs: list[np.ndarr
         except Exception:
             pass
     return [j.entry for j in jobs]
+
+
+CPU_CLOCK_RUNTIMES = ("ort", "litert")  # with 1 thread these run the model in the calling thread
+
+
+def _time(timers: dict[str, Callable[[], Any]], rounds: int, threads: int, progress: bool):
+    """Time all artifacts interleaved through the shared loop, taking samples the way latency tables do
+    (`profiling.rounds.timed_rounds`): with 1 thread, runtimes that compute in the calling thread are timed by
+    that thread's CPU time (immune to other processes preempting it on a shared box); others by wall clock.
+    Returns ({key: Stats}, {key: clock})."""
+    from ..profiling.rounds import timed_rounds
+    from ..runtimes import Stats, pinned
+
+    def clock(key: str) -> str:
+        runtime = key.split("@", 1)[1].split("-", 1)[0]
+        return "cpu" if threads == 1 and runtime in CPU_CLOCK_RUNTIMES else "wall"
+
+    groups: dict[str, dict[str, Callable[[], Any]]] = {}
+    for k, fn in timers.items():
+        groups.setdefault(clock(k), {})[k] = fn
+    samples: dict[str, list[float]] = {k: [] for k in timers}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=rounds * len(groups), desc="timing", unit="round", leave=False)
+    with pinned(threads):
+        for clk, runs in groups.items():
+            for _, ms in timed_rounds(runs, range(rounds), clock=clk):
+                for k, v in ms.items():
+                    samples[k].append(v)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return ({k: Stats.from_samples(v) for k, v in samples.items()},
+            {k: clock(k) for k in timers})
 
 
 def available(target: str) -> tuple[bool, str]:
