@@ -28,9 +28,8 @@ def photo(name: str = "astronaut", hw: int = HW) -> np.ndarray:
     return np.ascontiguousarray(img.transpose(2, 0, 1)[None])
 
 
-def realistic_sr_net(seed: int = 0, hw: int = HW) -> nn.Module:
-    torch.manual_seed(seed)
-    net = build(Arch.sample("sr", seed, input_shape=[1, 3, hw, hw])).eval()
+def image_like_init(net: nn.Module, last: nn.Conv2d, seed: int, hw: int = HW) -> nn.Module:
+    """Dirac + noise convs; `last` rescaled so the output on the astronaut has mean 0.5 and std 0.25."""
     g = torch.Generator().manual_seed(seed)
     for m in net.modules():
         if isinstance(m, nn.Conv2d):
@@ -39,12 +38,32 @@ def realistic_sr_net(seed: int = 0, hw: int = HW) -> nn.Module:
                 fan_in = m.weight[0].numel()
                 m.weight.add_(torch.randn(m.weight.shape, generator=g) * (0.1 / fan_in ** 0.5))
                 m.bias.uniform_(-0.02, 0.02, generator=g)
+    x = torch.from_numpy(photo(hw=hw))
     with torch.no_grad():
-        y = net(torch.from_numpy(photo(hw=hw)))
-        net.last.weight.mul_(0.25 / float(y.std()))
-        net.last.bias.mul_(0.25 / float(y.std()))
-        net.last.bias.add_(0.5 - float(net(torch.from_numpy(photo(hw=hw))).mean()))
-    return net
+        std = float(net(x).std())
+        last.weight.mul_(0.25 / std)
+        last.bias.mul_(0.25 / std)
+        last.bias.add_(0.5 - float(net(x).mean()))
+    return net.eval()
+
+
+def realistic_sr_net(seed: int = 0, hw: int = HW) -> nn.Module:
+    torch.manual_seed(seed)
+    net = build(Arch.sample("sr", seed, input_shape=[1, 3, hw, hw])).eval()
+    return image_like_init(net, net.last, seed, hw)
+
+
+def small_sr_net(seed: int = 0, hw: int = HW) -> nn.Module:
+    """A short chain of real SR-space blocks (stem, conv3x3, dwsblock, cellsum, both upsamplers, HR, last): the
+    same op kinds as a derived net, few enough that LiteRT converts it in seconds."""
+    sp = get_space("sr")
+    keys = [f"stem:conv3x3:cin3:cout64:h{hw}:w{hw}", f"cell:conv3x3:cin64:cout40:h{hw}:w{hw}",
+            f"cell:dwsblock:cin40:cout64:h{hw}:w{hw}", f"cellsum:add:cin64:cout64:h{hw}:w{hw}",
+            f"up1:up2conv3x3:cin64:cout32:h{hw}:w{hw}", f"up2:up2conv3x3:cin32:cout24:h{2 * hw}:w{2 * hw}",
+            f"hr:conv3x3:cin24:cout24:h{4 * hw}:w{4 * hw}", f"last:conv3x3:cin24:cout3:h{4 * hw}:w{4 * hw}"]
+    torch.manual_seed(seed)
+    net = nn.Sequential(*[sp.build_block(BlockSpec.from_key(k)) for k in keys])
+    return image_like_init(net, net[-1], seed, hw)
 
 
 def psnr(a: np.ndarray, b: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> float:

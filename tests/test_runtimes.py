@@ -145,3 +145,151 @@ def test_torch_cpu_fp32(sr, tmp_path):
     assert s.input_shape == (1, 3, HW, HW)
     assert np.abs(s.run(photo()) - ref).max() < 1e-5
     assert measure({"t": s.timer()}, rounds=2)["t"].n == 2
+
+
+# ------------------------------------------------------------------------------------------------ LiteRT
+
+def _litert_converter() -> None:
+    try:
+        import litert_torch  # noqa: F401
+    except ImportError:
+        pytest.skip("litert-torch is not installed (pip install 'agd-deploy[litert]')")
+
+
+@pytest.fixture(scope="module")
+def litert_artifacts(tmp_path_factory):
+    _litert_converter()
+    from test_quant import small_sr_net
+
+    d = tmp_path_factory.mktemp("litert")
+    net = small_sr_net(seed=0)
+    x = torch.from_numpy(photo())
+    with torch.no_grad():
+        ref = net(x).numpy()
+    t0 = time.perf_counter()
+    p32 = lower("litert-cpu-fp32", net, x, d, name="small", metadata={"scale": 4})
+    t1 = time.perf_counter()
+    p8 = lower("litert-cpu-int8", net, x, d, calib=[photo(n) for n in CALIB], name="small")
+    t2 = time.perf_counter()
+    print(f"\nLiteRT conversion of an 8-block net: fp32 {t1 - t0:.1f}s, int8 {t2 - t1:.1f}s")
+    return ref, p32, p8
+
+
+@pytest.mark.slow  # ~80 s: two whole-net conversions
+def test_litert_fp32_matches_torch(litert_artifacts):
+    from agd_deploy.quant.litert import read_metadata
+
+    ref, p32, _ = litert_artifacts
+    assert read_metadata(p32) == {"layout": "NCHW", "boundary": "float", "precision": "fp32", "scale": 4}
+    s = load_session("litert-cpu-fp32", p32, threads=1)
+    assert s.input_shape == (1, 3, HW, HW) and s.input_dtype == np.float32
+    y = s.run(photo())
+    assert y.shape == ref.shape and np.abs(y - ref).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_litert_int8_psnr_and_float_boundaries(litert_artifacts):
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, p32, p8 = litert_artifacts
+    s32, s8 = load_session("litert-cpu-fp32", p32), load_session("litert-cpu-int8", p8)
+    assert s8.input_dtype == np.float32 and not s8.io_quant  # the contract: float in, float out
+    ops = [o["op_name"] for o in Interpreter(model_path=str(p8))._get_ops_details()]
+    assert ops[0] == "QUANTIZE" and ops[-1] == "DEQUANTIZE"
+    assert ops.count("DEQUANTIZE") == 1  # LeakyReLU, upsampling and the cell sum all stay int8
+    db = psnr(s8.run(photo()), s32.run(photo()))
+    print(f"litert-cpu-int8 vs fp32: {db:.2f} dB")
+    assert db >= 35.0
+    st = measure({"fp32": s32.timer(), "int8": s8.timer()}, rounds=3, warmup=1)
+    assert all(s.min_ms > 0 for s in st.values())
+
+
+def test_litert_int8_block_has_int8_nhwc_boundaries(tmp_path):
+    _litert_converter()
+    from agd_deploy.space import BlockSpec, get_space
+
+    spec = BlockSpec.from_key("up1:up2conv3x3:cin64:cout40:h16:w16")
+    m = get_space("sr").build_block(spec)
+    p = lower("litert-cpu-int8", m, torch.rand(1, 64, 16, 16), tmp_path, name="blk", quantized_io=True)
+    s = load_session("litert-cpu-int8", p)
+    assert s.meta["layout"] == "NHWC" and s.meta["boundary"] == "quantized"
+    assert s.input_dtype == np.int8 and s.input_shape == (1, 64, 16, 16) and set(s.io_quant) == {"input", "output"}
+    y = s.run(s.example_input())
+    assert y.dtype == np.int8 and y.shape == (1, 40, 32, 32)
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = [o["op_name"] for o in Interpreter(model_path=str(p))._get_ops_details()]
+    assert ops == ["RESIZE_NEAREST_NEIGHBOR", "CONV_2D", "LEAKY_RELU"]  # no QUANTIZE/TRANSPOSE at the edges
+    # and the fp32 conversion of the same block computes what torch computes
+    x = torch.rand(1, 64, 16, 16)
+    s32 = load_session("litert-cpu-fp32", lower("litert-cpu-fp32", m, x, tmp_path, name="blk"))
+    with torch.no_grad():
+        assert np.abs(s32.run(x.numpy()) - m.eval()(x).numpy()).max() < 1e-4
+
+
+# ------------------------------------------------------------------------------------------------ OpenVINO
+
+def test_openvino_int8_runs(tmp_path):
+    if not available("openvino-cpu-int8")[0]:
+        pytest.skip(available("openvino-cpu-int8")[1])
+    pytest.importorskip("nncf", reason="nncf is not installed (pip install 'agd-deploy[openvino]')")
+    from test_quant import small_sr_net
+
+    net, x = small_sr_net(seed=0), torch.from_numpy(photo())
+    with torch.no_grad():
+        ref = net(x).numpy()
+    p = lower("openvino-cpu-int8", net, x, tmp_path, calib=[photo(n) for n in CALIB], name="sr")
+    assert p.suffix == ".xml" and p.with_suffix(".bin").exists()
+    s = load_session("openvino-cpu-int8", p, threads=1)
+    y = s.run(photo())
+    db = psnr(y, ref)
+    print(f"openvino-cpu-int8 vs torch fp32: {db:.2f} dB")
+    assert y.shape == ref.shape and db >= 30.0
+    assert measure({"ov": s.timer()}, rounds=2)["ov"].n == 2
+
+
+# ------------------------------------------------------------------------------------------------ Android (adb)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_adb_parses_benchmark_model_output():
+    """Fixtures written by hand in benchmark_model's documented output formats (see tests/fixtures/README.md)."""
+    from agd_deploy.runtimes.adb import parse_benchmark_output, stats_from_benchmark
+
+    p = parse_benchmark_output((FIXTURES / "benchmark_model_android.txt").read_text())
+    assert p["count"] == 50 and p["min"] == 22904 and p["median"] == 23388 and p["p95"] == 24910
+    assert p["init"] == 24117 and p["first_inference"] == 31522 and p["inference_avg"] == 23550.2
+    st = stats_from_benchmark(p)
+    assert (st.min_ms, st.p10_ms, st.p50_ms, st.p90_ms, st.n) == pytest.approx((22.904, 22.951, 23.388, 24.910, 50))
+    old = parse_benchmark_output((FIXTURES / "benchmark_model_old.txt").read_text())
+    assert old["count"] == 50 and old["avg"] == pytest.approx(132518) and old["inference_avg"] == 132518
+    st = stats_from_benchmark(old)
+    assert st.min_ms == pytest.approx(129.877) and st.p50_ms == pytest.approx(132.518) and st.p90_ms == pytest.approx(152.34)
+    with pytest.raises(AgdError, match="no timed runs"):
+        parse_benchmark_output("error: /data/local/tmp/benchmark_model: not found")
+
+
+def test_adb_needs_shell_prefix():
+    from agd_deploy.runtimes.adb import _push_prefix
+
+    assert _push_prefix(["adb", "-s", "X", "shell"]) == ["adb", "-s", "X"]
+    with pytest.raises(AgdError, match="must end in 'shell'"):
+        _push_prefix(["ssh", "phone"])
+
+
+# ------------------------------------------------------------------------------------------------ not runnable here
+
+def test_coreml_unavailable_off_macos():
+    if sys.platform == "darwin":
+        pytest.skip("on macOS CoreML prediction is available")
+    with pytest.raises(MissingRuntimeError, match="CoreML prediction needs macOS"):
+        load_session("coreml-mac-int8", __file__)
+
+
+@pytest.mark.skipif(not available("tensorrt-cuda-int8")[0], reason="TensorRT needs the 'tensorrt' package and a CUDA GPU")
+def test_tensorrt_int8(sr, tmp_path):
+    _, net, x, ref = sr
+    p = lower("tensorrt-cuda-int8", net, x, tmp_path, calib=[photo(n) for n in CALIB], name="sr")
+    s = load_session("tensorrt-cuda-int8", p)
+    assert psnr(s.run(photo()), ref) >= 30.0

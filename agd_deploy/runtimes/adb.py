@@ -39,7 +39,7 @@ def parse_benchmark_output(text: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, val in re.findall(rf"(\w+)=({_NUM})", m.group(0)):
         out[key] = float(val)
-    summary = re.search(r"Inference timings in us: ([^\n]*)", text)
+    summary = re.search(r"(?i)inference timings in us: ([^\n]*)", text)
     if summary:
         for label, key in (("Init", "init"), ("First inference", "first_inference"),
                            ("Warmup (avg)", "warmup_avg"), ("Inference (avg)", "inference_avg"),
