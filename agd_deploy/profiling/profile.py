@@ -67,8 +67,10 @@ class ProfileConfig:
             raise AgdError("the cpu clock measures one compute thread; use --clock wall with --threads > 1")
 
     def fingerprint(self) -> dict[str, Any]:
-        """What resumed timing must share with the interrupted run."""
+        """What resumed timing must share with the interrupted run (not `rounds`: a rerun with more rounds
+        extends the samples, one with fewer uses the first ones)."""
         d = asdict(self)
+        d.pop("rounds")
         d["space_hash"] = get_space(self.space).space_hash
         return d
 
@@ -248,7 +250,8 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
         s.close()
 
     # -- 4: entries, overhead, noise ------------------------------------------------------------------
-    full = {k: Stats.from_samples(part.samples[k]) for k in names}
+    samples = {k: part.samples[k][:cfg.rounds] for k in names}
+    full = {k: Stats.from_samples(samples[k]) for k in names}
     call_ms = full[IDENTITY].get(cfg.statistic)  # one constant, so every statistic keeps its order
     entries = {}
     for b in blocks:
@@ -260,7 +263,7 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
         total = sum(entries[b.key][cfg.statistic] for b in arch.blocks(shape))
         residuals.append(full[f"{REF_PREFIX}{i}"].get(cfg.statistic) - total)
     overhead = statistics.median(residuals) if residuals else call_ms
-    halves = [{k: Stats.from_samples(part.samples[k][j::2]) for k in (b.key for b in blocks)} for j in (0, 1)]
+    halves = [{k: Stats.from_samples(samples[k][j::2]) for k in (b.key for b in blocks)} for j in (0, 1)]
     noise_rel = noise(halves[0], halves[1], cfg.statistic)
 
     runtime = {"agd_deploy": __version__}
