@@ -138,8 +138,12 @@ def test_load_session_missing_artifact(tmp_path):
         load_session("ort-cpu-fp32", tmp_path / "nope.onnx")
 
 
-def test_torch_cpu_fp32(sr, tmp_path):
-    _, net, x, ref = sr
+def test_torch_cpu_fp32(tmp_path):
+    from test_quant import small_sr_net
+
+    net, x = small_sr_net(seed=0), torch.from_numpy(photo())
+    with torch.no_grad():
+        ref = net(x).numpy()
     p = lower("torch-cpu-fp32", net, x, tmp_path, name="sr")
     s = load_session("torch-cpu-fp32", p)
     assert s.input_shape == (1, 3, HW, HW)
@@ -293,3 +297,16 @@ def test_tensorrt_int8(sr, tmp_path):
     p = lower("tensorrt-cuda-int8", net, x, tmp_path, calib=[photo(n) for n in CALIB], name="sr")
     s = load_session("tensorrt-cuda-int8", p)
     assert psnr(s.run(photo()), ref) >= 30.0
+
+
+@pytest.mark.slow  # ~30 s, mostly importing coremltools
+def test_coreml_int8_converts_on_linux(tmp_path):
+    ct = pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'agd-deploy[coreml]')")
+    from test_quant import small_sr_net
+
+    p = lower("coreml-mac-int8", small_sr_net(), torch.from_numpy(photo()), tmp_path, name="small",
+              metadata={"scale": 4})
+    spec = ct.utils.load_spec(str(p))
+    assert p.name == "small.int8.mlpackage" and spec.description.input[0].name == "input"
+    assert spec.description.output[0].name == "output"
+    assert spec.description.metadata.userDefined["precision"] == "int8-weights"
