@@ -175,3 +175,12 @@ def test_shipped_luts_match_the_space():
         assert p.name == f"{lut.space}-{lut.input_shape[2]}x{lut.input_shape[3]}-t{lut.threads}.json"
         h, w = lut.hw
         assert {b.key for b in sp.all_blocks(h, w)} <= set(lut.entries), f"{p} misses blocks"
+
+
+def test_other_device_warns(capsys):
+    lut = synthetic_lut("sr")
+    lut.device = {"cpu": "Some Other CPU", "cores": 64, "gpu": None}
+    assert lut.warn_if_other_device({"cpu": "AMD EPYC", "cores": 2, "gpu": None}) is True
+    assert "measured on" in capsys.readouterr().err
+    lut.device = {"cpu": "AMD EPYC", "cores": 2, "gpu": None, "host": "elsewhere"}
+    assert lut.warn_if_other_device({"cpu": "AMD EPYC", "cores": 2, "gpu": None, "host": "here"}) is False

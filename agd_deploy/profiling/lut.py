@@ -12,7 +12,7 @@ refuses any mismatch with one line instead of silently predicting nonsense."""
 from __future__ import annotations
 
 import json
-import warnings
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -160,7 +160,7 @@ class LUT:
         theirs = {k: self.device.get(k) for k in keys if k in self.device}
         common = set(mine) & set(theirs)
         if any(mine[k] != theirs[k] for k in common):
-            warnings.warn(f"latency table {self.path or ''} was measured on {theirs}, this machine is {mine}: "
-                          "predictions may not hold here", stacklevel=2)
+            print(f"Warning: latency table {self.path or ''} was measured on {theirs}, this machine is {mine}: "
+                  "its predictions may not hold here", file=sys.stderr)
             return True
         return False
