@@ -122,14 +122,18 @@ def measure_cmd(model: Path, target, table, threads, rounds, as_json) -> None:
 @click.option("--rounds", type=click.IntRange(1, 10_000), default=10, show_default=True,
               help="Interleaved rounds per pass (two passes).")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Scatter plot PNG.")
+@click.option("--lower-only", is_flag=True, help="Only convert the nets (cached); a rerun times them.")
 @click.option("--json", "as_json", is_flag=True)
-def validate_cmd(table: Path, n, seed, rounds, plot, as_json) -> None:
+def validate_cmd(table: Path, n, seed, rounds, plot, lower_only, as_json) -> None:
     """Measure N random whole nets on the table's target; compare with the LUT and with a FLOPs fit."""
     from ..profiling.lut import LUT
     from ..profiling.validate import validate
 
     lut = LUT.load(table)
-    rep = validate(lut, n=n, seed=seed, rounds=rounds, progress=True, plot=plot)
+    rep = validate(lut, n=n, seed=seed, rounds=rounds, progress=True, plot=plot, lower_only=lower_only)
+    if lower_only:
+        _emit(rep, as_json, f"converted {rep['lowered']} nets; rerun without --lower-only to time them")
+        return
     if as_json:
         click.echo(json.dumps(rep))
         return

@@ -64,33 +64,58 @@ class NetTiming:
     pass_ms: tuple[float, float]
 
 
+def _artifact_dir(target_name: str, arch: Arch) -> Path:
+    """Lowered validation nets are cached (a rerun, or `--lower-only` ahead of timing, skips conversions)."""
+    from ..utils import cache_dir
+
+    sp = arch.space_obj
+    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}")
+
+
+def _arch_id(arch: Arch) -> str:
+    import hashlib
+
+    return hashlib.sha1(arch.to_json().encode()).hexdigest()[:16]
+
+
+def lower_archs(archs: list[Arch], target_name: str, progress: bool = True) -> list[Path]:
+    """Lower each arch's whole net for the target (float in/out, as exported), reusing cached artifacts."""
+    from ..runtimes import targets as T
+    from .profile import _bar, lower_model
+
+    target = T.get_target(target_name)
+    sp = get_space(archs[0].space)
+    arts = []
+    for a in _bar(archs, progress, f"lowering {target_name}"):
+        folder, name = _artifact_dir(target_name, a), f"net-{_arch_id(a)}"
+        done = folder / f"{name}{target.suffix}"
+        arts.append(done if done.exists() else lower_model(target, build(a), a.input_shape, folder, name,
+                                                           quantized_io=False, value_range=sp.value_range))
+    return arts
+
+
 def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int, statistic: str = "min_ms",
                   seed: int = 0, progress: bool = True, clock: str = "cpu") -> list[tuple[float, float, float]]:
     """Lower each arch's whole net for the target and time them all interleaved in two passes of `rounds`
     rounds (alternating rounds). Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
     from ..runtimes import targets as T
     from ..runtimes.timing import Stats, pinned
-    from .profile import _bar, lower_model
+    from .profile import _bar
     from .rounds import timed_rounds
 
     target = T.get_target(target_name)
-    sp = get_space(archs[0].space)
-    with tempfile.TemporaryDirectory(prefix="agd-validate-") as tmp:
-        arts = []
-        for i, a in enumerate(_bar(archs, progress, f"lowering {target_name}")):
-            arts.append(lower_model(target, build(a), a.input_shape, Path(tmp), f"net{i}", quantized_io=False,
-                                    value_range=sp.value_range))
-        with pinned(threads):
-            sessions = [T.load_session(target, p, threads=threads) for p in arts]
-            runs = {str(i): s.timer() for i, s in enumerate(sessions)}
-            samples: list[dict[str, list[float]]] = [{k: [] for k in runs}, {k: [] for k in runs}]
-            total = 2 * rounds
-            it = timed_rounds(runs, range(total), clock, seed=seed * 7919 + 1)
-            for r, sample in _bar(it, progress, f"timing {len(runs)} nets x2", total_rounds=total):
-                for k, ms in sample.items():
-                    samples[r % 2][k].append(ms)
-            for s in sessions:
-                s.close()
+    arts = lower_archs(archs, target_name, progress)
+    with pinned(threads):
+        sessions = [T.load_session(target, p, threads=threads) for p in arts]
+        runs = {str(i): s.timer() for i, s in enumerate(sessions)}
+        samples: list[dict[str, list[float]]] = [{k: [] for k in runs}, {k: [] for k in runs}]
+        total = 2 * rounds
+        it = timed_rounds(runs, range(total), clock, seed=seed * 7919 + 1)
+        for r, sample in _bar(it, progress, f"timing {len(runs)} nets x2", total_rounds=total):
+            for k, ms in sample.items():
+                samples[r % 2][k].append(ms)
+        for s in sessions:
+            s.close()
     out = []
     for k in runs:
         both = Stats.from_samples(samples[0][k] + samples[1][k]).get(statistic)
@@ -100,8 +125,9 @@ def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int
 
 
 def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: bool = True,
-             plot: str | Path | None = None) -> dict[str, Any]:
-    """The validation report of DESIGN.md's Contracts (fractions, not percent)."""
+             plot: str | Path | None = None, lower_only: bool = False) -> dict[str, Any]:
+    """The validation report of DESIGN.md's Contracts (fractions, not percent). `lower_only`: convert the
+    nets into the cache and return {"lowered": n} (time them later, e.g. under an exclusive lock)."""
     from scipy import stats
 
     if n < 3:
@@ -110,6 +136,9 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     lut.check(sp)
     lut.warn_if_other_device()
     archs = sample_archs(sp.name, n, seed=seed, input_shape=lut.input_shape)
+    if lower_only:
+        lower_archs(archs, lut.target, progress)
+        return {"lowered": len(archs)}
     pred = np.array([predict_ms(lut, a) for a in archs])
     gmacs = np.array([count(build(a), a.input_shape).gmacs for a in archs])
     timings = measure_archs(archs, lut.target, lut.threads, rounds, lut.statistic, seed=seed, progress=progress,
