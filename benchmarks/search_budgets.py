@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     ap.add_argument("--rounds", type=int, default=30, help="timing rounds of agd profile measure")
     ap.add_argument("--export", action="store_true", help="also export onnx-int8 and report its min_ms")
+    ap.add_argument("--search-only", action="store_true", help="run the searches, measure nothing (e.g. to run the"
+                    " latency and flops searches in two processes, then measure all in one rerun)")
     ap.add_argument("--out", default="runs/search_budgets")
     a = ap.parse_args()
     out = Path(a.out)
@@ -63,6 +65,8 @@ def main() -> None:
             if a.steps:
                 args += ["--steps", str(a.steps)]
             res = agd(args, lock="s")
+            if a.search_only:
+                continue
             m = agd(["profile", "measure", str(run / "arch.json"), "--target", a.target, "--rounds", str(a.rounds)]
                     + (["--table", a.table] if a.table else []), lock="x")
             row = {"frac": frac, "cost": cost, "budget_ms": res["budget_ms"], "predicted_ms": res["predicted_ms"],
@@ -79,6 +83,8 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             (out / "summary.json").write_text(json.dumps({"target": a.target, "recipe": a.recipe, "rows": rows},
                                                          indent=2) + "\n")
+    if a.search_only:
+        return
     hdr = f"{'frac':>5} {'cost':>8} {'budget ms':>10} {'pred ms':>8} {'meas ms':>8} {'meas/bud':>9} {'GMACs':>7}"
     if a.export:
         hdr += f" {'onnx-int8 ms':>12} {'/bud':>6}"

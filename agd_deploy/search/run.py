@@ -153,7 +153,7 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
     c = count(build(arch), arch.input_shape)
     meta: dict[str, Any] = {
         "target": target if lut is not None else None,
-        "lut": str(lut.path) if lut is not None else None,
+        "lut": str(Path(lut.path).resolve()) if lut is not None else None,
         "lut_sha256": sha256_file(lut.path) if lut is not None else None,
         "budget_ms": bud.ms,
         "predicted_ms": lat.predict(arch) if lat is not None else None,
