@@ -217,8 +217,8 @@ def test_out_not_writable_and_ckpt_mismatch(arch_json, ckpt, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tflite_and_coreml(ckpt, tmp_path, capsys):
-    code, out, err = agd(["export", ckpt, "--formats", "tflite-fp32,tflite-int8,coreml-fp16,coreml-int8",
+def test_tflite_openvino_coreml(ckpt, tmp_path, capsys):
+    code, out, err = agd(["export", ckpt, "--formats", "tflite-fp32,tflite-int8,openvino-int8,coreml-fp16,coreml-int8",
                           "--rounds", "2", "--out", tmp_path / "o", "--json"], capsys)
     m = json.loads(out)
     arts = {a["format"]: a for a in m["artifacts"]}
@@ -226,6 +226,9 @@ def test_tflite_and_coreml(ckpt, tmp_path, capsys):
     assert arts["tflite-fp32"]["status"] == "ok" and arts["tflite-fp32"]["psnr_db"] >= 60
     assert arts["tflite-int8"]["status"] == "ok" and arts["tflite-int8"]["psnr_db"] >= 35
     assert arts["tflite-int8"]["speedup_vs_fp32"] > 0
+    ov = arts["openvino-int8"]
+    assert ov["status"] == "ok" and ov["psnr_db"] >= 35 and ov["speedup_vs_fp32"] > 0
+    assert (tmp_path / "o" / "model.int8.bin").is_file()  # the IR's weights travel with its .xml
     import platform
     if platform.system() != "Darwin":
         for f in ("coreml-fp16", "coreml-int8"):
@@ -234,8 +237,8 @@ def test_tflite_and_coreml(ckpt, tmp_path, capsys):
         assert arts["coreml-int8"]["bytes"] < arts["coreml-fp16"]["bytes"]
     from agd_deploy.quant.litert import read_metadata
     meta = read_metadata(tmp_path / "o" / arts["tflite-int8"]["file"])
-    assert json.loads(json.dumps(meta))  # carries the model's metadata
-    assert "4" in json.dumps(meta)
+    assert meta["scale"] == "4" and meta["layout"] == "NCHW" and meta["color_order"] == "RGB"
+    assert json.loads(meta["value_range"]) == [0.0, 1.0]
 
 
 @pytest.mark.slow

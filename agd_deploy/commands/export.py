@@ -27,12 +27,14 @@ def _echo_err(msg: str) -> None:
               help="Leave these layers (comma-separated module paths, e.g. 'last,up2') in fp32 in int8 artifacts, "
                    "or 'auto' (the most sensitive, by a per-layer measurement, until the profile's target PSNR) "
                    "or 'auto:N' (the N most sensitive).")
+@click.option("--calibration", type=click.Choice(["minmax", "percentile", "entropy"]), default=None,
+              help="Activation range calibration for onnx-int8 / tensorrt-int8 (default: the profile's, minmax).")
 @click.option("--threads", type=click.IntRange(1, 256), default=None, help="Runtime threads for verification timing.")
 @click.option("--rounds", type=click.IntRange(1, 10000), default=None, help="Timing rounds (default: the profile's).")
 @click.option("--out", "out_dir", default="export_out", show_default=True, type=click.Path(file_okay=False),
               help="Output folder: the artifacts, manifest.json and benchmark.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
-def export(model, formats, input_shape, calib, profile, keep_fp32, threads, rounds, out_dir, as_json):
+def export(model, formats, input_shape, calib, profile, keep_fp32, calibration, threads, rounds, out_dir, as_json):
     """Export MODEL to deployable artifacts and verify each on its runtime.
 
     MODEL is a checkpoint folder (generator.safetensors + arch.json), an arch .json (seeded random weights:
@@ -42,7 +44,8 @@ def export(model, formats, input_shape, calib, profile, keep_fp32, threads, roun
     from ..verify.pipeline import run_export
 
     manifest, code = run_export(model, formats, out_dir, input_shape=input_shape, calib=calib, profile=profile,
-                                keep_fp32=keep_fp32, threads=threads, rounds=rounds, progress=not as_json,
+                                keep_fp32=keep_fp32, calibration=calibration, threads=threads, rounds=rounds,
+                                progress=not as_json,
                                 log=_echo_err)
     if as_json:
         click.echo(json.dumps(manifest))

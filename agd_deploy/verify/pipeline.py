@@ -77,9 +77,11 @@ def _partners(jobs: list[Job], source, example, work: Path, cfg: ExportConfig) -
 def run_export(model: str, formats: str | list[str] | None, out: str | Path, input_shape: list[int] | None = None,
                calib: str | Path | None = None, profile: str | Path | None = None, keep_fp32: str | None = None,
                threads: int | None = None, rounds: int | None = None, progress: bool = True,
-               log=print) -> tuple[dict[str, Any], int]:
+               log=print, calibration: str | None = None) -> tuple[dict[str, Any], int]:
     """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit)."""
     prof: Profile = load_profile(profile)
+    if calibration:
+        prof.calibration = calibration
     fmts = parse_formats(formats if formats else prof.formats)
     out = Path(out)
     check_writable(out)
@@ -113,10 +115,33 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
         entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
                          rounds, out, progress)
         manifest = _manifest(source, prof, threads, calib_meta, names, entries, sensitivity)
+        _remove_stale(out, manifest)
         mf.write(out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest, mf.exit_code(manifest["artifacts"])
+
+
+def _remove_stale(out: Path, manifest: dict[str, Any]) -> None:
+    """Artifacts an earlier export listed in this folder's manifest but this one did not make: removed, so the
+    folder holds exactly what the new manifest describes. Files no manifest lists are never touched."""
+    from ..export import artifact_files
+
+    try:
+        old = mf.read(out)
+    except AgdError:
+        return
+    keep = {a.get("file") for a in manifest["artifacts"]}
+    for a in old.get("artifacts", []):
+        f = a.get("file")
+        if not f or f in keep or "/" in f or f.startswith("."):
+            continue
+        p = out / f
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            for q in artifact_files(p):
+                q.unlink(missing_ok=True)
 
 
 def _torch_threads(threads: int) -> None:
