@@ -176,9 +176,9 @@ def _init_value(model, name: str) -> np.ndarray | None:
 def strip_boundary_qdq(qdq_onnx: str | Path, out: str | Path) -> Path:
     """Make a QDQ model take and return quantized tensors (see the module docstring).
 
-    The graph input `input` must feed only QuantizeLinear nodes with the same scale and zero point; the graph
-    output `output` must be made by a DequantizeLinear. Raises AgdError otherwise (e.g. a block whose first op
-    ORT left in float)."""
+    The graph input `input` must feed only QuantizeLinear nodes with the same scale and zero point (AgdError
+    otherwise). The output becomes quantized when a DequantizeLinear makes it, else it stays float (metadata then
+    has no `agd.output_scale`)."""
     import onnx
     from onnx import TensorProto
 
@@ -198,13 +198,6 @@ def strip_boundary_qdq(qdq_onnx: str | Path, out: str | Path) -> Path:
     if len(set(qparams)) != 1:
         raise AgdError(f"{qdq_onnx}: input quantized with different parameters by different nodes")
     in_zp_type = _init_value(model, consumers[0].input[2]).dtype
-    producer = [n for n in g.node if out_name in n.output]
-    if len(producer) != 1 or producer[0].op_type != "DequantizeLinear":
-        raise AgdError(f"{qdq_onnx}: output is not dequantized last; cannot give this block uint8 boundaries")
-    dq = producer[0]
-    out_scale, out_zp_arr = _init_value(model, dq.input[1]), _init_value(model, dq.input[2])
-    out_q_name = dq.input[0]
-
     # input: the Q nodes go; what they fed now reads the graph input directly
     q_outs = {n.output[0] for n in consumers}
     for n in consumers:
@@ -213,20 +206,28 @@ def strip_boundary_qdq(qdq_onnx: str | Path, out: str | Path) -> Path:
         for i, name in enumerate(n.input):
             if name in q_outs:
                 n.input[i] = in_name
-    # output: the DQ node goes; the graph output is the quantized tensor (renamed to `output`)
-    g.node.remove(dq)
-    for n in g.node:
-        for i, name in enumerate(n.output):
-            if name == out_q_name:
-                n.output[i] = out_name
-        for i, name in enumerate(n.input):
-            if name == out_q_name:
-                n.input[i] = out_name
     g.input[0].type.tensor_type.elem_type = elem[np.dtype(in_zp_type)]
-    g.output[0].type.tensor_type.elem_type = elem[np.dtype(out_zp_arr.dtype)]
-    _set_metadata(model, {"agd.boundary": "quantized",
-                          "agd.input_scale": qparams[0][0], "agd.input_zero_point": qparams[0][1],
-                          "agd.output_scale": float(out_scale), "agd.output_zero_point": int(out_zp_arr)})
+    meta: dict[str, Any] = {"agd.boundary": "quantized", "agd.input_scale": qparams[0][0],
+                            "agd.input_zero_point": qparams[0][1]}
+    # output: the DQ node goes and the graph output is the quantized tensor (renamed to `output`). A block
+    # whose last op ORT keeps in float (e.g. Tanh of the ST frame's last conv) keeps a float output: the whole
+    # net's output is float there too.
+    producer = [n for n in g.node if out_name in n.output]
+    if len(producer) == 1 and producer[0].op_type == "DequantizeLinear":
+        dq = producer[0]
+        out_scale, out_zp_arr = _init_value(model, dq.input[1]), _init_value(model, dq.input[2])
+        out_q_name = dq.input[0]
+        g.node.remove(dq)
+        for n in g.node:
+            for i, name in enumerate(n.output):
+                if name == out_q_name:
+                    n.output[i] = out_name
+            for i, name in enumerate(n.input):
+                if name == out_q_name:
+                    n.input[i] = out_name
+        g.output[0].type.tensor_type.elem_type = elem[np.dtype(out_zp_arr.dtype)]
+        meta.update({"agd.output_scale": float(out_scale), "agd.output_zero_point": int(out_zp_arr)})
+    _set_metadata(model, meta)
     return _save(model, out)
 
 

@@ -37,7 +37,7 @@ class OrtSession(Session):
         self.io_quant = {}
         if meta.get("agd.boundary") == "quantized":
             self.io_quant = {k: (float(meta[f"agd.{k}_scale"]), int(meta[f"agd.{k}_zero_point"]))
-                             for k in ("input", "output")}
+                             for k in ("input", "output") if f"agd.{k}_scale" in meta}
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=self.input_dtype)
