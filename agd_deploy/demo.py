@@ -24,7 +24,6 @@ from .utils import atomic_write_json, atomic_write_text, cache_dir, format_shape
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
 TEACHER = "realesrgan-x4plus"
-CROP_LR = 64  # side of the LR crop shown side by side (the artifacts' fixed input size: no tiling)
 
 
 @dataclass
@@ -40,13 +39,14 @@ class DemoConfig:
     train_threads: int = 2      # torch threads for search/train/eval
     profile_rounds: int = 6     # fewer than `agd profile`'s 20: the demo trades LUT noise for minutes
     validate_n: int = 8         # random whole nets in the brief LUT validation
-    validate_rounds: int = 5
+    validate_rounds: int = 3     # per pass (two passes)
     measure_rounds: int = 20
     train_steps: int = 600
     train_batch: int = 16
     train_patch: int = 32
     shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
     teacher: str = TEACHER
+    eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
 
 
 def _log(msg: str) -> None:
@@ -220,7 +220,6 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) 
 def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) -> dict[str, Any]:
     """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
     try:
-        from .search.config import SearchConfig
         from .search.run import search as run_search
     except ImportError:  # pragma: no cover - only while the search layer is missing from a build
         raise AgdError("agd demo: the search stage is not available in this build "
@@ -228,7 +227,7 @@ def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) 
     import torch
 
     torch.set_num_threads(cfg.train_threads)
-    scfg = SearchConfig.load(cfg.recipe)
+    scfg = _recipe(cfg)
     res = run_search(scfg, target=cfg.target, table=str(table), budget_ms=cfg.budget_ms,
                      budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=str(out),
                      resume=resume, progress=True)
@@ -246,7 +245,10 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
 
     torch.set_num_threads(cfg.train_threads)
     arch = Arch.load(arch_path)
-    tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=cfg.train_patch, threads=cfg.train_threads)
+    # the search recipe's HR crop size: training reuses the teacher outputs the search already cached
+    max_side = _recipe(cfg).max_side
+    tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=min(cfg.train_patch, max_side // 4),
+                     threads=cfg.train_threads, max_side=max_side)
     res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
             "weights_sha256": sha256_file(out / "generator.safetensors")}
@@ -284,11 +286,10 @@ def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_
     """PSNR/SSIM on the held-out built-in images, vs ground truth and vs the teacher, for the four models."""
     import torch
 
-    from .data import builtin_images
     from .train import evaluate
 
     torch.set_num_threads(cfg.train_threads)
-    images = builtin_images("heldout")
+    images = heldout_images(cfg)
     models = {"bicubic": "bicubic", "student": str(ckpt), "teacher": cfg.teacher}
     if int8_artifact is not None:
         models["student_int8"] = str(int8_artifact)
@@ -302,35 +303,38 @@ def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_
     return {n: {k: round(r[k], 4) for k in keys if k in r} for n, r in full.items()}
 
 
+def heldout_images(cfg: DemoConfig):
+    """The built-in held-out images, centre-cropped to eval_side x eval_side HR: the teacher (~18 M MACs per LR
+    pixel) then costs seconds, not minutes, and the LR crop is the artifacts' fixed input size (no tiling)."""
+    from .data import Images, builtin_images, center_crop
+
+    imgs = builtin_images("heldout")
+    return Images(imgs.names, [center_crop(a, cfg.eval_side) for a in imgs.arrays], f"{imgs.source}, centre "
+                  f"{cfg.eval_side}x{cfg.eval_side}")
+
+
 def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Path) -> dict[str, Any]:
-    """One LR crop of each held-out image upscaled by every model, saved as PNGs for the report."""
+    """Each held-out crop upscaled by every model, saved as PNGs for the report. LR, ground truth and the
+    teacher's output come from the teacher cache the evaluation filled."""
     import numpy as np
     from PIL import Image
 
-    from .data import builtin_images, make_lr
+    from .data import TeacherCache
+    from .teachers import load_teacher
     from .train import load_upscaler
     from .utils import atomic_path
 
-    ups = {"bicubic": load_upscaler("bicubic"), "student": load_upscaler(str(ckpt)),
-           "teacher": load_upscaler(cfg.teacher)}
+    cache = TeacherCache(load_teacher(cfg.teacher), heldout_images(cfg), progress=False)
+    ups = {"bicubic": load_upscaler("bicubic"), "student": load_upscaler(str(ckpt))}
     if int8_artifact is not None:
         ups["student_int8"] = load_upscaler(str(int8_artifact))
-    saved = []
-    for name, img in builtin_images("heldout"):
-        hr, lr = make_lr(img, 4)
-        c = CROP_LR
-        if min(lr.shape[:2]) < c:
-            continue
-        y, x = (lr.shape[0] - c) // 2, (lr.shape[1] - c) // 2
-        lr_c = np.ascontiguousarray(lr[y:y + c, x:x + c])
-        pics = {"lr": np.repeat(np.repeat(lr_c, 4, 0), 4, 1), "hr": hr[4 * y:4 * (y + c), 4 * x:4 * (x + c)]}
-        for k, up in ups.items():
-            pics[k] = up.upscale(lr_c)
+    for smp in cache:
+        pics = {"lr": np.repeat(np.repeat(smp.lr, 4, 0), 4, 1), "hr": smp.hr, "teacher": smp.teacher}
+        pics.update({k: up.upscale(smp.lr) for k, up in ups.items()})
         for k, a in pics.items():
-            with atomic_path(out / name / f"{k}.png", ".png") as tmp:
-                Image.fromarray(a).save(tmp, format="PNG")
-        saved.append(name)
-    return {"images": saved}
+            with atomic_path(out / smp.name / f"{k}.png", ".png") as tmp:
+                Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+    return {"images": [smp.name for smp in cache]}
 
 
 # ---------------------------------------------------------------------------------------------- the demo
@@ -398,9 +402,10 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
 
     # 6. fidelity and crops
     eval_json = run / "eval.json"
-    akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher}
+    akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher,
+            "eval_side": cfg.eval_side}
     quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
-    stages("crops", {**akey, "crop": CROP_LR}, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"),
+    stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"),
            [run / "crops"])
 
     # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
@@ -414,6 +419,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
                "bicubic": quality.get("bicubic"),
                "teacher": {k: v for k, v in (quality.get("teacher") or {}).items() if k in ("psnr", "ssim")},
                "exports": manifest["artifacts"], "seconds": dict(stages.seconds),
+               "eval_images": f"built-in held-out images, centre {cfg.eval_side}x{cfg.eval_side} HR crops",
                "lut_source": prof["source"], "reused_stages": list(stages.reused)}
     st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
@@ -436,6 +442,12 @@ def _space_hash() -> str:
     from .space import get_space
 
     return get_space("sr").space_hash
+
+
+def _recipe(cfg: DemoConfig):
+    from .search.config import SearchConfig
+
+    return SearchConfig.load(cfg.recipe)
 
 
 def _recipe_key(recipe: str) -> str:

@@ -318,8 +318,8 @@ def _quality(d: RunData) -> str:
     rows = [[label, _num(q[k].get("psnr"), ".2f", " dB"), _num(q[k].get("ssim"), ".4f"),
              _num(q[k].get("psnr_vs_teacher"), ".2f", " dB"), _num(q[k].get("ssim_vs_teacher"), ".4f")]
             for k, label in QUALITY_ROWS if k in q]
-    body = ("<p>Held-out images; Y-channel PSNR/SSIM (border of 4 px cropped) against the ground-truth HR, and "
-            "against the teacher's output (what distillation optimises).</p>")
+    body = (f"<p>{_e(s.get('eval_images', 'Held-out images'))}; Y-channel PSNR/SSIM (border of 4 px cropped) "
+            "against the ground-truth HR, and against the teacher's output (what distillation optimises).</p>")
     body += _table(["model", "PSNR vs HR", "SSIM vs HR", "PSNR vs teacher", "SSIM vs teacher"], rows)
     st, bi = q.get("student", {}).get("psnr_vs_teacher"), q.get("bicubic", {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
