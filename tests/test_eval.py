@@ -143,6 +143,7 @@ def test_upscale_image_folder_and_onnx(env, tmp_path, capsys):
     assert r.returncode == 1 and "does not exist" in r.stderr
 
 
+@pytest.mark.slow  # converting with litert-torch takes tens of seconds
 def test_upscale_tflite(env, tmp_path, capsys):
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     litert_torch = pytest.importorskip("litert_torch", reason="no TFLite converter (litert-torch) to make a .tflite")
