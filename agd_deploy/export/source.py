@@ -26,6 +26,7 @@ class Source:
     info: ModelInfo
     trained: bool
     seed: int | None = None
+    arch: object = None  # the Arch of a derived generator (LUT predictions), else None
 
     def to_dict(self) -> dict:
         return {"spec": self.spec, "kind": self.kind, "trained": self.trained, "seed": self.seed,
@@ -83,7 +84,9 @@ def _from_arch(spec, kind, module, arch, input_shape, trained, seed) -> Source:
         arch.space_obj.check_input(shape)
     except ValueError as e:
         raise AgdError(f"--input {format_shape(shape)}: {e}") from None
-    return _finish(spec, kind, module, "model", arch.space, shape, trained, seed)
+    src = _finish(spec, kind, module, "model", arch.space, shape, trained, seed)
+    src.arch = arch
+    return src
 
 
 def _finish(spec, kind, module, name, space, shape, trained, seed) -> Source:

@@ -114,12 +114,37 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
         partners = _partners(jobs, source, example, work, cfg)
         entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
                          rounds, out, progress)
+        _add_predictions(entries, source, threads)
         manifest = _manifest(source, prof, threads, calib_meta, names, entries, sensitivity)
         _remove_stale(out, manifest)
         mf.write(out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest, mf.exit_code(manifest["artifacts"])
+
+
+def _add_predictions(entries: list[dict[str, Any]], source: Source, threads: int) -> None:
+    """`predicted_ms` from a shipped latency table of the artifact's target, where one matches the arch,
+    input shape and thread count (derived generators only)."""
+    if source.arch is None:
+        return
+    from ..profiling.lut import LUT
+    from ..profiling.predictor import predict_ms
+    from ..profiling.profile import find_table
+
+    for e in entries:
+        if not e.get("runtime"):
+            continue
+        try:
+            path = find_table(e["runtime"], source.info.space, source.info.input_shape, threads)
+            if path is None:
+                continue
+            lut = LUT.load(path)
+            lut.check(space=source.arch.space_obj, target=e["runtime"], input_shape=source.info.input_shape)
+            e["predicted_ms"] = round(predict_ms(lut, source.arch), 3)
+            e["predicted_by"] = str(path.name)
+        except Exception as ex:  # a stale or foreign table is a note, never an export failure
+            e["prediction_note"] = f"no prediction: {str(ex).splitlines()[0][:160]}"
 
 
 def _remove_stale(out: Path, manifest: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def global_psnr(model: nn.Module, name: str, inputs, refs, ranges, value_range) 
     return float(np.mean([psnr(r, o, value_range) for r, o in zip(refs, outs)]))
 
 
-def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen: int = 24,
+def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen: int = 16,
                 progress: bool = True) -> list[dict[str, Any]]:
     """Convs ordered most sensitive first: [{"layer", "psnr_db", "sqnr_db"}] (psnr only for the screened)."""
     model = model.eval()
@@ -141,7 +141,7 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
                 raise ValueError
         except (IndexError, ValueError):
             raise AgdError(f"--keep-fp32 {spec!r}: use LAYER[,LAYER...], auto or auto:N (N >= 0)") from None
-    calib = cfg.calib[: min(4, len(cfg.calib))]
+    calib = cfg.calib[: min(2, len(cfg.calib))]
     model, vr = source.module, source.info.value_range
     log(f"measuring per-layer int8 sensitivity on {len(calib)} calibration crops ...")
     ranking = rank_layers(model, calib, vr, progress=progress)
