@@ -1,10 +1,39 @@
 """`openvino-int8`: OpenVINO IR (.xml + .bin) quantized by NNCF post-training quantization, via the shared
-lowering (`agd_deploy.quant.openvino`). Its speedup is measured against the fp32 ONNX run by OpenVINO itself."""
+lowering (`agd_deploy.quant.openvino`). Its speedup is measured against the fp32 ONNX run by OpenVINO itself.
+The model's metadata goes into the IR's rt_info under `agd` (read back with `model.get_rt_info()`)."""
 
 from __future__ import annotations
 
-from .base import Exporter
+from pathlib import Path
+
+from .base import Artifact, Exporter
+
+
+def add_rt_info(xml: Path, meta: dict[str, str]) -> None:
+    """Write `meta` into the IR's rt_info (['agd', key]) and save it back in place: saved to a temp folder
+    beside it, then both files renamed over the originals (.bin first, so the .xml never names a missing one)."""
+    import os
+    import shutil
+    import tempfile
+
+    import openvino as ov
+
+    model = ov.Core().read_model(str(xml))
+    for k, v in meta.items():
+        model.set_rt_info(str(v), ["agd", k])
+    tmp = Path(tempfile.mkdtemp(prefix=".ov-", dir=xml.parent))
+    try:
+        ov.save_model(model, str(tmp / xml.name), compress_to_fp16=False)
+        os.replace(tmp / xml.with_suffix(".bin").name, xml.with_suffix(".bin"))
+        os.replace(tmp / xml.name, xml)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class OpenvinoInt8(Exporter):
     name, precision, suffix, target, fp32_format = "openvino-int8", "int8", ".int8.xml", "openvino-cpu-int8", "onnx"
+
+    def export(self, model, example, info, out_dir, cfg) -> Artifact:
+        path = self.lower(model, example, info, out_dir, cfg)
+        add_rt_info(path, info.metadata())
+        return self.artifact(path)
