@@ -229,6 +229,10 @@ def test_tflite_openvino_coreml(ckpt, tmp_path, capsys):
     ov = arts["openvino-int8"]
     assert ov["status"] == "ok" and ov["psnr_db"] >= 35 and ov["speedup_vs_fp32"] > 0
     assert (tmp_path / "o" / "model.int8.bin").is_file()  # the IR's weights travel with its .xml
+    import openvino
+
+    ir = openvino.Core().read_model(str(tmp_path / "o" / "model.int8.xml"))
+    assert ir.get_rt_info(["agd", "scale"]).astype(str) == "4" and ir.get_rt_info(["agd", "layout"]).astype(str) == "NCHW"
     import platform
     if platform.system() != "Darwin":
         for f in ("coreml-fp16", "coreml-int8"):
