@@ -49,6 +49,7 @@ class SearchConfig:
     lambda_max: float = 1e3
     ckpt_every: int = 20
     seed: int = 0
+    threads: int | None = None            # torch CPU threads (None: leave torch's setting); 1 on a shared box
 
     def validate(self, source: str = "recipe") -> "SearchConfig":
         def bad(msg: str):
@@ -73,6 +74,8 @@ class SearchConfig:
                 bad(f"{k} must be a positive integer, got {v!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             bad(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            bad(f"threads must be a positive integer or null, got {self.threads!r}")
         if self.max_side is not None and (not isinstance(self.max_side, int) or self.max_side < 4 * self.patch):
             bad(f"max_side must be an integer >= 4*patch ({4 * self.patch}) or null, got {self.max_side!r}")
         if self.budget_frac is not None and not 0.0 <= self.budget_frac <= 1.0:

@@ -126,6 +126,10 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
            resume: bool = False, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Run a search and write `<out>/arch.json`; returns the arch.json object."""
     t0 = time.time()
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)  # spinning OpenMP threads waste CPU on an oversubscribed box
     dist = init_from_env()
     out = Path(out)
     if steps is not None:
