@@ -27,12 +27,12 @@ def agd(args: list[str], lock: str | None = None) -> dict:
     """Run `agd ARGS --json` (under `flock -s|-x` when available) and return its JSON object."""
     base = [sys.executable, "-m", "agd_deploy", *args, "--json"]
     cmd = base
-    if lock and shutil.which("flock"):  # wait at most 15 min for the lock (exit 75), then run anyway
-        cmd = ["flock", f"-{lock}", "-w", "900", "-E", "75", LOCK, *base]
+    if lock and shutil.which("flock"):  # wait at most 3 min for the lock (exit 75), then run anyway
+        cmd = ["flock", f"-{lock}", "-w", "180", "-E", "75", LOCK, *base]
     print("$ agd", " ".join(args), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if p.returncode == 75 and cmd is not base:
-        print("  (lock busy for 15 min: running without it; the cpu clock is robust to load)", file=sys.stderr)
+        print("  (lock busy for 3 min: running without it; the cpu clock is robust to load)", file=sys.stderr)
         p = subprocess.run(base, stdout=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(args)}")
