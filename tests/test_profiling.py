@@ -224,3 +224,26 @@ def test_cpu_clock_ignores_waiting_wall_clock_does_not():
     assert len(cpu) == 3 and set(cpu[0]) == {"sleep", "busy"}
     assert max(s["sleep"] for s in cpu) < 5 and min(s["sleep"] for s in wall) >= 19
     assert min(s["busy"] for s in cpu) > 0.5  # real work is counted
+
+
+def test_calibrate_fits_scale_and_overhead_on_reference_nets():
+    from test_lut import synthetic_lut
+
+    from agd_deploy.profiling import predict_ms
+    from agd_deploy.profiling.profile import calibrate
+
+    lut = synthetic_lut("sr")
+    lut.overhead_ms = 0.0
+    archs = sample_archs("sr", 4, seed=3)
+    raw = [predict_ms(lut, a) for a in archs]
+    lut.extra["profile"] = {"call_ms": 0.01, "reference_nets": [
+        {"arch": {"ops": a.ops, "widths": a.widths}, "measured_ms": 0.9 * s + 3.0} for a, s in zip(archs, raw)]}
+    calibrate(lut)
+    assert lut.extra["profile"]["scale"] == pytest.approx(0.9, rel=1e-6)
+    assert lut.overhead_ms == pytest.approx(3.0, abs=1e-3)
+    for a, s in zip(archs, raw):
+        assert predict_ms(lut, a) == pytest.approx(0.9 * s + 3.0, rel=1e-5)
+    before = {k: e["min_ms"] for k, e in lut.entries.items()}
+    calibrate(lut)  # idempotent (up to the 1e-6 ms rounding of stored entries)
+    assert all(lut.entries[k]["min_ms"] == pytest.approx(v, abs=1e-5) for k, v in before.items())
+    assert lut.extra["profile"]["scale"] == pytest.approx(0.9, rel=1e-6)
