@@ -146,7 +146,8 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     meas = np.array([t[0] for t in timings])
     p1, p2 = np.array([t[1] for t in timings]), np.array([t[2] for t in timings])
     flops_pred = flops_fit(gmacs, meas)
-    report = {"n": n, "target": lut.target, "table": str(lut.path) if lut.path else None, "clock": lut.clock,
+    report = {"n": n, "seed": seed, "target": lut.target, "table": str(lut.path) if lut.path else None,
+              "clock": lut.clock,
               "lut": metrics(pred, meas), "flops": metrics(flops_pred, meas),
               "repeatability": {"spearman": float(stats.spearmanr(p1, p2).statistic),
                                 "median_rel_diff": float(np.median(np.abs(p1 - p2) / ((p1 + p2) / 2)))},
@@ -156,6 +157,21 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
         scatter_plot(report, flops_pred, plot)
         report["plot"] = str(plot)
     return report
+
+
+def rescore(report: dict[str, Any], lut: LUT, plot: str | Path | None = None) -> dict[str, Any]:
+    """The same measured nets scored against another table of the same target (e.g. after recalibration):
+    the archs are re-drawn from the report's seed, the measurements are reused."""
+    archs = sample_archs(lut.space, report["n"], seed=report.get("seed", 0), input_shape=lut.input_shape)
+    meas = np.array([p["measured_ms"] for p in report["points"]])
+    gmacs = np.array([p["gmacs"] for p in report["points"]])
+    pred = np.array([predict_ms(lut, a) for a in archs])
+    out = dict(report, table=str(lut.path) if lut.path else None, lut=metrics(pred, meas),
+               points=[dict(p, predicted_ms=round(float(x), 4)) for p, x in zip(report["points"], pred)])
+    if plot:
+        scatter_plot(out, flops_fit(gmacs, meas), plot)
+        out["plot"] = str(plot)
+    return out
 
 
 def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Path) -> Path:
