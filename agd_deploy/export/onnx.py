@@ -98,8 +98,9 @@ class OnnxInt8(Exporter):
     def int8_config(self, cfg: ExportConfig, keep_nodes: list[str]):
         from ..quant.onnx import OrtInt8Config
 
+        # TensorRT (symmetric s8 activations, GPU int8 units) has no u8s8 saturation: full 8-bit weights there
         return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes,
-                             symmetric_activations=self.symmetric)
+                             symmetric_activations=self.symmetric, reduce_range=cfg.reduce_range and not self.symmetric)
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         import onnx
@@ -110,7 +111,7 @@ class OnnxInt8(Exporter):
         onnx.checker.check_model(str(path))
         return self.artifact(path, extra={"opset": _opset(path), "keep_fp32": list(cfg.keep_fp32),
                                           "keep_fp32_nodes": len(keep), "calibration": qcfg.calibration,
-                                          "calib_images": len(cfg.calib)})
+                                          "calib_images": len(cfg.calib), "reduce_range": qcfg.reduce_range})
 
 
 def _opset(path: Path) -> int:

@@ -3,7 +3,7 @@
     formats: [onnx, onnx-int8, tflite-int8]   # default formats when --formats is not given
     input: 1x3x64x64                          # optional; else the arch's input shape
     threads: 1
-    calibration: {method: minmax, crops: 24}  # ORT calibration method for onnx-int8 / tensorrt-int8
+    calibration: {method: minmax, crops: 24, reduce_range: true}  # ORT calibration for onnx-int8 / tensorrt-int8
     verify: {heldout_per_image: 2, rounds: 20}
     thresholds:                               # minimum PSNR vs the fp32 PyTorch model, dB
       fp32: 60                                # per precision ...
@@ -32,6 +32,7 @@ class Profile:
     threads: int = 1
     calibration: str = "minmax"
     calib_crops: int = 24
+    reduce_range: bool = True
     heldout_per_image: int = 2
     rounds: int = 20
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
@@ -72,6 +73,7 @@ def load_profile(spec: str | Path | None) -> Profile:
         cal = d.get("calibration") or {}
         prof.calibration = str(cal.get("method", prof.calibration))
         prof.calib_crops = int(cal.get("crops", prof.calib_crops))
+        prof.reduce_range = bool(cal.get("reduce_range", prof.reduce_range))
         ver = d.get("verify") or {}
         prof.heldout_per_image = int(ver.get("heldout_per_image", prof.heldout_per_image))
         prof.rounds = int(ver.get("rounds", prof.rounds))

@@ -101,7 +101,8 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
         f"{'x'.join(map(str, info.input_shape))} to {', '.join(fmts)}")
     work = Path(tempfile.mkdtemp(prefix="agd-export-"))
     try:
-        cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work)
+        cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work,
+                           reduce_range=prof.reduce_range)
         sensitivity = None
         if keep_fp32:
             cfg.keep_fp32, sensitivity = _keep_fp32(keep_fp32, source, example, cfg, prof, log, progress)

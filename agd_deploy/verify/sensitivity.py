@@ -32,11 +32,12 @@ def _fq_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale
 
 
-def _fq_weight(w: torch.Tensor, transposed: bool) -> torch.Tensor:
+def _fq_weight(w: torch.Tensor, transposed: bool, qmax: int = 63) -> torch.Tensor:
+    """Symmetric per-channel; qmax 63 = the 7-bit weights of ExportConfig.reduce_range (127 for 8-bit)."""
     axis = 1 if transposed else 0
     dims = [d for d in range(w.dim()) if d != axis]
-    scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / 127.0
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+    scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
+    return torch.clamp(torch.round(w / scale), -qmax, qmax) * scale
 
 
 def _convs(model: nn.Module) -> dict[str, nn.Module]:
@@ -167,7 +168,8 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
             break
         layers = order[:k]
         q = quantize_qdq(fp32, cfg.work_dir / f"sens{k}.onnx", cfg.calib,
-                         OrtInt8Config(calibration=cfg.calibration, keep_fp32=resolve_layers(fp32, layers) if layers else []))
+                         OrtInt8Config(calibration=cfg.calibration, reduce_range=cfg.reduce_range,
+                                       keep_fp32=resolve_layers(fp32, layers) if layers else []))
         sess = load_session("ort-cpu-int8", q, threads=cfg.threads)
         p = float(np.mean([psnr(r, sess.run(a), vr) for r, a in zip(refs, calib)]))
         tried.append({"kept": k, "psnr_db": round(p, 3)})
