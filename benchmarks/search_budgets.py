@@ -9,7 +9,7 @@ For each budget fraction F it runs `agd search RECIPE --budget-frac F` twice (`-
 same ms), then `agd profile measure` on each derived arch (and with `--export`, the onnx-int8 artifact's
 min_ms from `agd export`). Searches hold the shared CPU lock, measurements the exclusive one
 (/tmp/agd-cpu.lock) so that other jobs on a shared box do not distort the timings. Finished runs in --out are
-reused (`--resume`), so rerunning only measures again. Prints a table and writes OUT/summary.json."""
+reused, so rerunning only measures again (--rerun resumes the searches instead). Prints a table and writes OUT/summary.json."""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     ap.add_argument("--rounds", type=int, default=30, help="timing rounds of agd profile measure")
     ap.add_argument("--export", action="store_true", help="also export onnx-int8 and report its min_ms")
+    ap.add_argument("--rerun", action="store_true", help="redo (resume) searches whose arch.json exists")
     ap.add_argument("--search-only", action="store_true", help="run the searches, measure nothing (e.g. to run the"
                     " latency and flops searches in two processes, then measure all in one rerun)")
     ap.add_argument("--out", default="runs/search_budgets")
@@ -64,7 +65,11 @@ def main() -> None:
                 args += ["--table", a.table]
             if a.steps:
                 args += ["--steps", str(a.steps)]
-            res = agd(args, lock="s")
+            done = run / "arch.json"
+            if done.is_file() and not a.rerun:  # a finished search: measure it again, do not redo it
+                res = json.loads(done.read_text())
+            else:
+                res = agd(args, lock="s")
             if a.search_only:
                 continue
             m = agd(["profile", "measure", str(run / "arch.json"), "--target", a.target, "--rounds", str(a.rounds)]
