@@ -117,10 +117,10 @@ def test_sigkill_then_rerun_resumes(tmp_path):
 
 
 def test_sample_archs_span_the_range():
-    archs = sample_archs("sr", 30, seed=0)
-    g = [count(build(a), [1, 3, 16, 16]).macs for a in archs]
+    archs = sample_archs("sr", 12, seed=0)
+    g = [count(build(a), [1, 3, 8, 8]).macs for a in archs]
     assert max(g) / min(g) > 3
-    assert len({tuple(a.ops) for a in archs}) == 30
+    assert len({tuple(a.ops) for a in archs}) == 12
 
 
 def test_metrics_on_known_numbers():
