@@ -14,7 +14,8 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
     """(window start, core start, core end) along one axis; windows have length `tile` (<= length)."""
     if length <= tile:
         return [(0, 0, length)]
-    step = max(1, tile - 2 * overlap)
+    overlap = min(overlap, tile // 4)  # keep the step >= tile/2, whatever overlap a caller asks for
+    step = tile - 2 * overlap
     starts = list(range(0, length - tile, step)) + [length - tile]
     out = []
     for s in starts:
