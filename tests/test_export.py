@@ -87,6 +87,7 @@ def test_export_ckpt_manifest_and_artifacts(exported):
     assert int8["status"] == "ok" and 35 <= int8["psnr_db"] < 100 and int8["speedup_vs_fp32"] > 0
     assert int8["min_ms"] <= int8["p50_ms"] <= int8["p90_ms"]
     assert int8["bytes"] < fp32["bytes"]
+    assert int8["reduce_range"] is True and trt["reduce_range"] is False  # 7-bit weights only for u8s8 CPUs
     # the file is a valid single-file ONNX with the contract's names and metadata
     for name in ("model.onnx", "model.int8.onnx", "model.qdq.onnx"):
         mo = onnx.load(str(out / name))

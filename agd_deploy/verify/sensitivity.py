@@ -32,8 +32,8 @@ def _fq_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (torch.clamp(torch.round(x / scale) + zp, 0, 255) - zp) * scale
 
 
-def _fq_weight(w: torch.Tensor, transposed: bool, qmax: int = 63) -> torch.Tensor:
-    """Symmetric per-channel; qmax 63 = the 7-bit weights of ExportConfig.reduce_range (127 for 8-bit)."""
+def _fq_weight(w: torch.Tensor, transposed: bool, qmax: int = 127) -> torch.Tensor:
+    """Symmetric per-channel; qmax 63 for the 7-bit weights of ExportConfig.reduce_range."""
     axis = 1 if transposed else 0
     dims = [d for d in range(w.dim()) if d != axis]
     scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
@@ -71,13 +71,13 @@ def input_ranges(model: nn.Module, inputs: list[np.ndarray]) -> dict[str, tuple[
 
 
 @torch.no_grad()
-def local_sqnr(model: nn.Module, inputs: list[np.ndarray], ranges) -> dict[str, float]:
+def local_sqnr(model: nn.Module, inputs: list[np.ndarray], ranges, qmax: int = 127) -> dict[str, float]:
     """Each conv's own quantization error (SQNR, dB; lower = worse), all convs in one forward pass per input."""
     sig: dict[str, float] = {}
     err: dict[str, float] = {}
     hooks = []
     for name, m in _convs(model).items():
-        wq = _fq_weight(m.weight, isinstance(m, nn.ConvTranspose2d))
+        wq = _fq_weight(m.weight, isinstance(m, nn.ConvTranspose2d), qmax)
 
         def hook(mod, args, out, name=name, wq=wq):
             xq = _fq_act(args[0], *ranges[name])
@@ -95,10 +95,10 @@ def local_sqnr(model: nn.Module, inputs: list[np.ndarray], ranges) -> dict[str, 
 
 
 @torch.no_grad()
-def global_psnr(model: nn.Module, name: str, inputs, refs, ranges, value_range) -> float:
+def global_psnr(model: nn.Module, name: str, inputs, refs, ranges, value_range, qmax: int = 127) -> float:
     """PSNR of the model's output vs fp32 when only conv `name` is (fake-)quantized."""
     m = _convs(model)[name]
-    wq = _fq_weight(m.weight, isinstance(m, nn.ConvTranspose2d))
+    wq = _fq_weight(m.weight, isinstance(m, nn.ConvTranspose2d), qmax)
     h = m.register_forward_hook(lambda mod, args, out: _run_conv(mod, _fq_act(args[0], *ranges[name]), wq))
     try:
         outs = [model(torch.from_numpy(a)).numpy() for a in inputs]
@@ -108,11 +108,12 @@ def global_psnr(model: nn.Module, name: str, inputs, refs, ranges, value_range) 
 
 
 def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen: int = 16,
-                progress: bool = True) -> list[dict[str, Any]]:
+                progress: bool = True, weight_bits: int = 8) -> list[dict[str, Any]]:
     """Convs ordered most sensitive first: [{"layer", "psnr_db", "sqnr_db"}] (psnr only for the screened)."""
     model = model.eval()
     ranges = input_ranges(model, inputs)
-    sq = local_sqnr(model, inputs, ranges)
+    qmax = 2 ** (weight_bits - 1) - 1
+    sq = local_sqnr(model, inputs, ranges, qmax)
     with torch.no_grad():
         refs = [model(torch.from_numpy(a)).numpy() for a in inputs]
     screened = sorted(sq, key=lambda n: sq[n])[:screen]
@@ -121,7 +122,7 @@ def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen:
         from tqdm import tqdm
 
         it = tqdm(screened, desc="sensitivity", unit="layer", leave=False)
-    rows = [{"layer": n, "psnr_db": round(global_psnr(model, n, inputs, refs, ranges, value_range), 3),
+    rows = [{"layer": n, "psnr_db": round(global_psnr(model, n, inputs, refs, ranges, value_range, qmax), 3),
              "sqnr_db": round(sq[n], 3)} for n in it]
     rows.sort(key=lambda r: r["psnr_db"])
     rest = [{"layer": n, "psnr_db": None, "sqnr_db": round(sq[n], 3)} for n in sq if n not in screened]
@@ -145,7 +146,7 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
     calib = cfg.calib[: min(2, len(cfg.calib))]
     model, vr = source.module, source.info.value_range
     log(f"measuring per-layer int8 sensitivity on {len(calib)} calibration crops ...")
-    ranking = rank_layers(model, calib, vr, progress=progress)
+    ranking = rank_layers(model, calib, vr, progress=progress, weight_bits=7 if cfg.reduce_range else 8)
     order = [r["layer"] for r in ranking if r["psnr_db"] is not None]
     record: dict[str, Any] = {"method": "one conv fake-quantized at a time (u8 act / s8 per-channel weights), "
                                         "PSNR of the output vs fp32 on calibration crops",
