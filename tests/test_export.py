@@ -159,6 +159,12 @@ def test_arch_json_is_untrained(arch_json, tmp_path, capsys):
     (a,) = m["artifacts"]
     assert a["status"] == "untrained" and a["psnr_db"] is not None and a["speedup_vs_fp32"] > 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["benchmark.md", "manifest.json", "model.int8.onnx"]
+    # a new export into the same folder drops the artifacts the old manifest listed, and nothing else
+    (tmp_path / "o" / "notes.txt").write_text("mine")
+    code, out, err = agd(["export", arch_json, "--formats", "onnx", "--rounds", "2", "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["benchmark.md", "manifest.json", "model.onnx",
+                                                                  "notes.txt"]
 
 
 def test_keep_fp32_named_layers(ckpt, tmp_path, capsys):
