@@ -22,6 +22,7 @@ from pathlib import Path
 
 LOCK = "/tmp/agd-cpu.lock"
 _lock_busy = False
+LOCK_WAIT = 180
 
 
 def agd(args: list[str], lock: str | None = None) -> dict:
@@ -30,12 +31,12 @@ def agd(args: list[str], lock: str | None = None) -> dict:
     base = [sys.executable, "-m", "agd_deploy", *args, "--json"]
     cmd = base
     if lock and shutil.which("flock") and not (lock == "x" and _lock_busy):  # wait <= 3 min (exit 75), then run
-        cmd = ["flock", f"-{lock}", "-w", "180", "-E", "75", LOCK, *base]
+        cmd = ["flock", f"-{lock}", "-w", str(LOCK_WAIT), "-E", "75", LOCK, *base]
     print("$ agd", " ".join(args), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if p.returncode == 75 and cmd is not base:
         _lock_busy = True  # a box never free for 3 min: do not wait again
-        print("  (lock busy for 3 min: running without it; the cpu clock is robust to load)", file=sys.stderr)
+        print(f"  (lock busy for {LOCK_WAIT} s: running without it; the cpu clock is robust to load)", file=sys.stderr)
         p = subprocess.run(base, stdout=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise SystemExit(f"failed ({p.returncode}): {' '.join(args)}")
@@ -56,7 +57,10 @@ def main() -> None:
     ap.add_argument("--search-only", action="store_true", help="run the searches, measure nothing (e.g. to run the"
                     " latency and flops searches in two processes, then measure all in one rerun)")
     ap.add_argument("--out", default="runs/search_budgets")
+    ap.add_argument("--lock-wait", type=int, default=180, help="seconds to wait for the CPU lock before running anyway")
     a = ap.parse_args()
+    global LOCK_WAIT
+    LOCK_WAIT = a.lock_wait
     out = Path(a.out)
     rows = []
     for frac in [float(f) for f in a.fracs.split(",")]:
