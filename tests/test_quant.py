@@ -111,7 +111,10 @@ def test_export_onnx_single_file_names_metadata(sr_onnx):
 def test_int8_qdq_psnr_on_real_photo(sr_onnx):
     d, _, fp32, ref = sr_onnx
     calib = [photo(n) for n in CALIB]
-    q = qonnx.quantize_qdq(fp32, d / "net.int8.onnx", calib)
+    # Full 8-bit weights here: this synthetic net's weights are identity kernels plus small noise, which the
+    # default 7-bit weights (reduce_range, chosen against u8 x s8 saturation on AVX2 without VNNI) resolve
+    # coarsely: seed 1 measured 43.2 dB at 8 bits, 29.4 dB at 7 bits; a trained student gained (31 -> 47 dB).
+    q = qonnx.quantize_qdq(fp32, d / "net.int8.onnx", calib, qonnx.OrtInt8Config(reduce_range=False))
     ops = {n.op_type for n in __import__("onnx").load(str(q)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     y8 = ort_run(q, photo())
