@@ -41,9 +41,9 @@ class DemoConfig:
     validate_n: int = 8         # random whole nets in the brief LUT validation
     validate_rounds: int = 3     # per pass (two passes)
     measure_rounds: int = 20
-    train_steps: int = 600
-    train_batch: int = 16
-    train_patch: int = 32
+    train_steps: int = 300
+    train_batch: int = 8
+    train_patch: int = 24
     shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
