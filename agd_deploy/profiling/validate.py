@@ -68,8 +68,23 @@ def _artifact_dir(target_name: str, arch: Arch) -> Path:
     """Lowered validation nets are cached (a rerun, or `--lower-only` ahead of timing, skips conversions)."""
     from ..utils import cache_dir
 
+    import hashlib
+    import json
+
+    from ..quant.onnx import OrtInt8Config
+    from ..runtimes import targets as T
+
+    # a change of converter versions or int8 settings must not reuse old artifacts
+    how = {"versions": T.runtime_for(target_name).versions(), "ort_int8": OrtInt8Config().to_dict()}
+    try:
+        import torch
+
+        how["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    tag = hashlib.sha1(json.dumps(how, sort_keys=True).encode()).hexdigest()[:8]
     sp = arch.space_obj
-    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}")
+    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{tag}")
 
 
 def _arch_id(arch: Arch) -> str:
