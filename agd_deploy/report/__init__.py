@@ -19,7 +19,6 @@ def write_report(run: str | Path, out: str | Path | None = None) -> Path:
     path = Path(out) if out else run / "report.html"
     try:
         atomic_write_text(path, render(load_run(run)))
-        path.chmod(0o644)  # the temp file behind the atomic write is private (0600); a report is for sharing
     except OSError as e:
         raise AgdError(f"cannot write {path}: {e.strerror or e}") from None
     return path
