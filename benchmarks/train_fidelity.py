@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--gt-weight", type=float, default=1.0, help="weight of the ground-truth term in run 2")
     ap.add_argument("--skip-gt", action="store_true", help="only run 1 (distillation)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gt-only", action="store_true", help="only run 2 (distillation + ground truth)")
     ap.add_argument("--out", default="bench_out/train_fidelity")
     args = ap.parse_args()
 
@@ -103,6 +104,8 @@ def main() -> None:
     results = {"preset": args.preset, "gmacs": c.gmacs, "params": c.params, "steps": steps, "patch": p["patch"],
                "batch": p["batch"], "epochs": round(epochs, 2), "bicubic": _short(bic)}
     runs = [("distill", 0.0)] + ([] if args.skip_gt else [("distill+gt", args.gt_weight)])
+    if args.gt_only:  # run 2 alone (e.g. beside run 1 in another process, one thread each)
+        runs = runs[1:]
     for name, gw in runs:
         cfg = TrainConfig(steps=steps, patch=p["patch"], batch=p["batch"], lr=p["lr"], gt_weight=gw,
                           threads=args.threads, max_side=512)
