@@ -267,7 +267,7 @@ def stage_measure(cfg: DemoConfig, artifact: Path, table: Path) -> dict[str, Any
     """The artifact itself on the target, timed as the LUT's entries were: the shared interleaved loop, the
     table's clock (thread CPU time at one thread) and its statistic."""
     from .profiling.lut import LUT
-    from .profiling.rounds import timed_rounds
+    from .runtimes.timing import timed_rounds
     from .runtimes.targets import load_session
     from .runtimes.timing import Stats, pinned
 

@@ -210,7 +210,7 @@ def test_help_lists_subcommands():
 
 def test_cpu_clock_ignores_waiting_wall_clock_does_not():
     """The cpu clock counts the timing thread's work, not time spent off the CPU (sleep ~ preemption)."""
-    from agd_deploy.profiling.rounds import timed_rounds
+    from agd_deploy.runtimes.timing import timed_rounds
 
     def busy():
         x = 0

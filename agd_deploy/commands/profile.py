@@ -104,7 +104,7 @@ def measure_cmd(model: Path, target, table, threads, rounds, as_json) -> None:
     lut = _load_table(table, target, arch.space, arch.input_shape, threads)
     stat = lut.statistic if lut else "min_ms"
     predicted = predict_ms(lut, arch) if lut else None
-    from ..profiling.rounds import default_clock
+    from ..runtimes.timing import default_clock
 
     clock = lut.clock if lut else default_clock(threads)
     measured = measure_one(arch, target, threads=threads, rounds=rounds, statistic=stat, progress=not as_json,

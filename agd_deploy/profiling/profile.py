@@ -55,10 +55,10 @@ class ProfileConfig:
     statistic: str = "min_ms"
     seed: int = 0
     only: list[str] | None = None  # restrict to these block keys (tests); the table is then partial
-    clock: str = ""  # "cpu" (thread CPU time, default at 1 thread) | "wall"; see profiling/rounds.py
+    clock: str = ""  # "cpu" (thread CPU time, default at 1 thread) | "wall"; see runtimes/timing.py
 
     def __post_init__(self) -> None:
-        from .rounds import CLOCKS, default_clock
+        from ..runtimes.timing import CLOCKS, default_clock
 
         self.clock = self.clock or default_clock(self.threads)
         if self.clock not in CLOCKS:
@@ -180,7 +180,7 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     from ..runtimes import targets as T
     from ..runtimes.base import device_fingerprint
     from ..runtimes.timing import Stats, noise, pinned
-    from .rounds import timed_rounds
+    from ..runtimes.timing import timed_rounds
 
     t0 = time.perf_counter()
     target = T.get_target(cfg.target)  # AgdError: unknown target / runtime not installed

@@ -116,7 +116,7 @@ def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int
     from ..runtimes import targets as T
     from ..runtimes.timing import Stats, pinned
     from .profile import _bar
-    from .rounds import timed_rounds
+    from ..runtimes.timing import timed_rounds
 
     target = T.get_target(target_name)
     arts = lower_archs(archs, target_name, progress)
@@ -229,7 +229,7 @@ def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20
     from ..runtimes import targets as T
     from ..runtimes.timing import Stats, pinned
     from .profile import _bar, lower_model
-    from .rounds import timed_rounds
+    from ..runtimes.timing import timed_rounds
 
     target = T.get_target(target_name)
     with tempfile.TemporaryDirectory(prefix="agd-measure-") as tmp:

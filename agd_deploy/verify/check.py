@@ -169,10 +169,10 @@ CPU_CLOCK_RUNTIMES = ("ort", "litert")  # with 1 thread these run the model in t
 
 def _time(timers: dict[str, Callable[[], Any]], rounds: int, threads: int, progress: bool):
     """Time all artifacts interleaved through the shared loop, taking samples the way latency tables do
-    (`profiling.rounds.timed_rounds`): with 1 thread, runtimes that compute in the calling thread are timed by
+    (`runtimes.timing.timed_rounds`): with 1 thread, runtimes that compute in the calling thread are timed by
     that thread's CPU time (immune to other processes preempting it on a shared box); others by wall clock.
     Returns ({key: Stats}, {key: clock})."""
-    from ..profiling.rounds import timed_rounds
+    from ..runtimes.timing import timed_rounds
     from ..runtimes import Stats, pinned
 
     def clock(key: str) -> str:
