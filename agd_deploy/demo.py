@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import AgdError
-from .utils import atomic_write_json, atomic_write_text, cache_dir, format_shape, sha256_file
+from .utils import atomic_write_json, atomic_write_text, cache_dir, check_writable, format_shape, sha256_file
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
 TEACHER = "realesrgan-x4plus"
@@ -103,16 +103,7 @@ class Stages:
 
 def check_out(out: Path) -> None:
     """An unwritable --out is one line, before any work."""
-    import os
-    import tempfile
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".agd-write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise AgdError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    check_writable(out)
 
 
 def check_target(target: str) -> None:
@@ -381,7 +372,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
 
     # 4. export + verify every format; the target's artifact must be ok
     edir = run / "export"
-    exp = stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,
+    stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,
                             "threads": cfg.threads},
                  lambda resume: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
     manifest = json.loads((edir / "manifest.json").read_text())

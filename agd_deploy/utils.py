@@ -64,6 +64,19 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def check_writable(out: Path, flag: str = "--out") -> None:
+    """Create `out` and prove a file can be written there: an unwritable output is one line, before any work."""
+    from .errors import AgdError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".agd-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AgdError(f"{flag} {out}: cannot write there ({e.strerror or e})") from None
+
+
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import Runtime, Session, package_version
+from .base import Runtime, Session
 
 
 class TorchSession(Session):

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import AgdError
+from ..utils import check_writable
 from ..export import Artifact, ExportConfig, get_exporter, parse_formats
 from ..export.profile import Profile, load_profile
 from ..export.source import Source, load_source
 from . import manifest as mf
 from .check import Job, reference_outputs, verify
-
-
-def check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".agd-write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise AgdError(f"--out {out}: cannot write there ({e.strerror or e})") from None
 
 
 def conversion_error(fmt: str, e: BaseException) -> str:
