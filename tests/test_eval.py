@@ -1,7 +1,6 @@
 """`agd eval` and `agd upscale`: bicubic against an independent computation, teachers, CKPTs, artifacts."""
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,27 +13,9 @@ from agd_deploy.nets import RRDBNet
 from agd_deploy.space import Arch, build
 from agd_deploy.train import evaluate, load_ckpt, save_ckpt
 from agd_deploy.data import ImageFolder
+from cli_helpers import run_cli as _cli  # noqa: E402
 
 AGD = [str(Path(sys.executable).parent / "agd")]
-
-
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(capsys, *args):
-    """The CLI in-process (no interpreter start-up): (exit code, stdout, stderr)."""
-    from agd_deploy.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return _Result(code, cap.out, cap.err)
 
 
 @pytest.fixture(scope="module")

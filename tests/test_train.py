@@ -20,6 +20,7 @@ from agd_deploy.nets import RRDBNet
 from agd_deploy.space import Arch
 from agd_deploy.teachers import load_teacher
 from agd_deploy.train import TrainConfig, load_ckpt, train
+from cli_helpers import run_cli as _cli  # noqa: E402
 
 AGD = [str(Path(sys.executable).parent / "agd")]
 
@@ -45,25 +46,6 @@ def setup(tmp_path_factory):
 def _run(args, env=None):
     """The CLI in a subprocess (used where a real process matters: SIGKILL and resume)."""
     return subprocess.run(AGD + [str(a) for a in args], capture_output=True, text=True, env=env)
-
-
-class _Result:
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-def _cli(capsys, *args):
-    """The CLI in-process (no interpreter start-up): (exit code, stdout, stderr)."""
-    from agd_deploy.cli import main
-
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    cap = capsys.readouterr()
-    return _Result(code, cap.out, cap.err)
 
 
 def test_train_learns_and_writes_ckpt(setup, tmp_path):
