@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from agd_deploy.cli import main
+from cli_helpers import run_cli  # noqa: E402
 from agd_deploy.space import Arch
 
 CONTRACT_KEYS = {"format", "precision", "file", "sha256", "bytes", "input_shape", "runtime", "psnr_db", "ssim",
@@ -20,13 +21,7 @@ CONTRACT_KEYS = {"format", "precision", "file", "sha256", "bytes", "input_shape"
 
 def agd(args, capsys):
     """Run the CLI in-process -> (exit code, stdout, stderr)."""
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return tuple(run_cli(capsys, *args))
 
 
 def small_arch(space="sr", shape=(1, 3, 16, 16)) -> Arch:

@@ -63,18 +63,9 @@ def common(s: Path) -> list[str]:
 @pytest.fixture
 def agd(capsys):
     """`agd ARGS` in-process through the real entry point (exit codes, one-line errors)."""
-    from agd_deploy.cli import main
+    from cli_helpers import run_cli
 
-    def run(*args):
-        capsys.readouterr()
-        code = 0
-        try:
-            main([str(a) for a in args])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
-        out = capsys.readouterr()
-        return code, out.out, out.err
-    return run
+    return lambda *args: tuple(run_cli(capsys, *args))
 
 
 def test_search_writes_the_contract(setup, agd, tmp_path):
