@@ -50,6 +50,11 @@ class SuperNet(nn.Module):
             else:
                 blocks.append(sp.build_block(BlockSpec(s.kind, s.fixed_op, cin, cout, s.h, s.w, s.stride)))
         self.blocks = nn.ModuleList(blocks)
+        last = next((b for s, b in zip(self.slots, blocks) if s.kind == "last"), None)
+        if sp.name == "sr" and last is not None:  # as in SRNet: start at the bilinear skip's output
+            with torch.no_grad():
+                last.weight.mul_(0.1)
+                last.bias.zero_()
         self.alphas = nn.Parameter(torch.zeros(sp.n_positions, len(sp.ops)))
         self.betas = nn.ParameterDict({k: nn.Parameter(torch.zeros(len(v))) for k, v in self.choices.items()})
         for k, v in self.choices.items():  # mask table: row i keeps the first v[i] channels
@@ -104,9 +109,9 @@ class SuperNet(nn.Module):
                 single_path: bool = False):
         """Run the frame with the given width masks and op weights (default: softmax(alpha); `single_path`
         when they are one-hot). The wiring mirrors SRNet/STNet: cells add 0.2*f(x) to their input, the trunk
-        conv adds the stem's features."""
+        conv adds the stem's features, the SR skip adds bilinear x4 of the input."""
         w = self.op_probs() if op_weights is None else op_weights
-        h, feat, y = x, None, None
+        x0, h, feat, y = x, x, None, None
         for slot, blk in zip(self.slots, self.blocks):
             if slot.kind == "cell":  # SR cell positions chain on y, starting from the cell input h
                 y = blk(h if y is None else y, w[slot.position], single_path)
@@ -115,6 +120,8 @@ class SuperNet(nn.Module):
                 h, y, out = blk(h, y), None, "h"
             elif slot.kind == "body":
                 h, out = blk(h, feat), "h"
+            elif slot.kind == "skip":
+                h, out = blk(x0, h), "h"
             elif slot.position is not None:  # ST positions: plain chain
                 h, out = blk(h, w[slot.position], single_path), "h"
             else:

@@ -22,7 +22,10 @@ class SRNet(nn.Module):
             cells.append(nn.Sequential(*[next(blocks) for _ in range(sp.cell_len)]))
             self.cellsum = next(blocks)  # parameter-free, identical for every cell
         self.cells = nn.ModuleList(cells)
-        self.body, self.up1, self.up2, self.hr, self.last = (next(blocks) for _ in range(5))
+        self.body, self.up1, self.up2, self.hr, self.last, self.skip = (next(blocks) for _ in range(6))
+        with torch.no_grad():  # start at the skip's bilinear output: the residual branch begins near zero
+            self.last.weight.mul_(0.1)
+            self.last.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.stem(x)
@@ -30,7 +33,7 @@ class SRNet(nn.Module):
         for cell in self.cells:
             h = self.cellsum(h, cell(h))
         h = self.body(h, feat)
-        return self.last(self.hr(self.up2(self.up1(h))))
+        return self.skip(x, self.last(self.hr(self.up2(self.up1(h)))))
 
 
 class STNet(nn.Module):

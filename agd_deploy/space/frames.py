@@ -19,7 +19,8 @@ from torch import nn
 from .ops import OPS, SR_FLAVOUR, ST_FLAVOUR, EXPAND, Flavour, make_op, width_choices
 
 # Bump when the forward logic of an op or a fixed block changes: it changes space_hash.
-FRAME_VERSION = 1
+# 2: the SR frame adds a global bilinear x4 skip (the net learns a residual over bilinear upsampling).
+FRAME_VERSION = 2
 
 Width = str | int  # a width variable's name, or a fixed channel count
 
@@ -96,6 +97,20 @@ class UpConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(F.interpolate(x, scale_factor=2, mode="nearest")))
+
+
+class BilinearSkip(nn.Module):
+    """SR global skip: bilinear x4 of the LR input plus the net's output, so a student starts at (and is
+    trained as a residual over) bilinear quality. Bilinear, not bicubic: TFLite and CoreML have no bicubic
+    resize. Alone (as a table measures it) it takes the LR input only and adds the upsampled image to itself."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        u = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return u + (u if r is None else r)
 
 
 def _conv7(cin: int, cout: int, fl: Flavour | None) -> nn.Sequential:
@@ -212,7 +227,8 @@ class Space:
 
 class SRSpace(Space):
     """ESRGAN-like x4 SR frame: conv_first 3->64; 5 cells x 5 positions (0.2*f(x)+x); trunk conv + global
-    residual; two (nearest x2 + conv + LReLU); HR conv + LReLU; conv_last. Upsampler and HR widths are searched."""
+    residual; two (nearest x2 + conv + LReLU); HR conv + LReLU; conv_last; + bilinear x4 of the input (global
+    skip, measured at the LR size). Upsampler and HR widths are searched."""
 
     name = "sr"
     scale = 4
@@ -242,7 +258,8 @@ class SRSpace(Space):
               Slot("up1", t, "up1", h, w, fixed_op="up2conv3x3"),
               Slot("up2", "up1", "up2", 2 * h, 2 * w, fixed_op="up2conv3x3"),
               Slot("hr", "up2", "hr", 4 * h, 4 * w, fixed_op="conv3x3"),
-              Slot("last", "hr", 3, 4 * h, 4 * w, fixed_op="conv3x3")]
+              Slot("last", "hr", 3, 4 * h, 4 * w, fixed_op="conv3x3"),
+              Slot("skip", 3, 3, h, w, fixed_op="bilinear4add")]
         return s
 
     def _build_fixed(self, spec: BlockSpec) -> nn.Module:
@@ -256,6 +273,8 @@ class SRSpace(Space):
             return UpConv(spec.cin, spec.cout)
         if spec.kind == "hr":
             return nn.Sequential(nn.Conv2d(spec.cin, spec.cout, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True))
+        if spec.kind == "skip":
+            return BilinearSkip(self.scale)
         raise ValueError(f"no block kind {spec.kind!r} in the sr space")
 
 
