@@ -184,3 +184,28 @@ def test_other_device_warns(capsys):
     assert "measured on" in capsys.readouterr().err
     lut.device = {"cpu": "AMD EPYC", "cores": 2, "gpu": None, "host": "elsewhere"}
     assert lut.warn_if_other_device({"cpu": "AMD EPYC", "cores": 2, "gpu": None, "host": "here"}) is False
+
+
+def _noisy_copy(lut: LUT, factor: float, jitter: float, noise: float, seed: int) -> LUT:
+    rng = random.Random(seed)
+    entries = {k: {**e, "min_ms": e["min_ms"] * factor * (1 + rng.uniform(-jitter, jitter))}
+               for k, e in lut.entries.items()}
+    return LUT.from_dict({**lut.to_dict(), "entries": entries, "profile": {"noise_median_rel_diff": noise}})
+
+
+def test_compare_tables_tells_noise_from_a_machine_speed_change(tmp_path):
+    from agd_deploy.profiling.compare import compare_tables
+
+    base = _noisy_copy(synthetic_lut("sr"), 1.0, 0.0, 0.02, 0)
+    same = _noisy_copy(base, 1.0, 0.02, 0.02, 1)  # a second profile: +-2% jitter, ~1% median difference
+    rep = compare_tables(base, same, n_nets=20)
+    assert rep["agree"] is True and rep["blocks"]["median_rel_diff"] < 0.02
+    assert rep["speed_ratio"] == pytest.approx(1.0, abs=0.01)
+    slow = _noisy_copy(base, 1.15, 0.02, 0.02, 2)  # the machine ran 15% slower
+    rep = compare_tables(base, slow, n_nets=20)
+    assert rep["agree"] is False and rep["agree_after_speed_ratio"] is True
+    assert rep["speed_ratio"] == pytest.approx(1.15, rel=0.02)
+    assert rep["predictions"]["mean_ratio"] == pytest.approx(1.15, rel=0.03)
+    other = LUT.from_dict({**base.to_dict(), "target": "ort-cpu-int8"})
+    with pytest.raises(LUTError, match="cannot compare"):
+        compare_tables(base, other)

@@ -247,3 +247,20 @@ def test_calibrate_fits_scale_and_overhead_on_reference_nets():
     calibrate(lut)  # idempotent (up to the 1e-6 ms rounding of stored entries)
     assert all(lut.entries[k]["min_ms"] == pytest.approx(v, abs=1e-5) for k, v in before.items())
     assert lut.extra["profile"]["scale"] == pytest.approx(0.9, rel=1e-6)
+
+
+def test_profile_compare_cli(tmp_path, agd):
+    """`agd profile compare A B`: a table agrees with itself; another target is one line, exit 1."""
+    from test_lut import synthetic_lut
+
+    a = tmp_path / "a.json"
+    d = synthetic_lut("sr").to_dict()
+    d["profile"] = {"noise_median_rel_diff": 0.01}
+    a.write_text(json.dumps(d))
+    r = agd(["profile", "compare", str(a), str(a), "--n", "10", "--json"])
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["agree"] is True and rep["blocks"]["median_rel_diff"] == 0 and rep["speed_ratio"] == 1
+    b = tmp_path / "b.json"
+    b.write_text(json.dumps({**d, "target": "ort-cpu-int8"}))
+    _one_line_error(agd(["profile", "compare", str(a), str(b)]), "cannot compare")

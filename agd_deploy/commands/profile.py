@@ -146,3 +146,30 @@ def validate_cmd(table: Path, n, seed, rounds, plot, lower_only, as_json) -> Non
     if plot:
         lines.append(f"  plot: {plot}")
     click.echo("\n".join(lines))
+
+
+@profile.command("compare")
+@click.argument("table_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("table_b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--n", "n", type=click.IntRange(1, 100_000), default=200, show_default=True,
+              help="Random nets whose predictions are compared.")
+@click.option("--json", "as_json", is_flag=True)
+def compare_cmd(table_a: Path, table_b: Path, n, as_json) -> None:
+    """Do two tables of one target agree within their measurement noise? (e.g. two profiles of this machine)"""
+    from ..profiling.compare import compare_tables
+    from ..profiling.lut import LUT
+
+    rep = compare_tables(LUT.load(table_a), LUT.load(table_b), n_nets=n)
+    if as_json:
+        click.echo(json.dumps(rep))
+        return
+    b, p = rep["blocks"], rep["predictions"]
+    verdict = {True: "agree", False: "DISAGREE", None: "no noise figure"}[rep["agree"]]
+    click.echo("\n".join([
+        f"{rep['entries']} common blocks of {rep['target']} {rep['space']}: {verdict} "
+        f"(median rel. diff {b['median_rel_diff'] * 100:.1f}%, allowed = the tables' noise "
+        f"{rep['noise']['allowed'] * 100:.1f}%)",
+        f"  B/A speed ratio {rep['speed_ratio']:.3f}; after removing it {b['median_rel_diff_after_speed_ratio'] * 100:.1f}%",
+        f"  worst block {b['worst']['key']}: {b['worst']['a_ms']} vs {b['worst']['b_ms']} ms",
+        f"  predictions of {p['n']} random nets: median rel. diff {p['median_rel_diff'] * 100:.1f}%, "
+        f"max {p['max_rel_diff'] * 100:.1f}%, mean B/A {p['mean_ratio']:.3f}"]))
