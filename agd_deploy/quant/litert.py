@@ -65,7 +65,9 @@ def _int8_quantizer():
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     aten = torch.ops.aten
-    same_scale = {aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default, aten.pad.default,
+    # bilinear interpolation only averages its input: its output fits the input's range (the SR skip)
+    same_scale = {aten.upsample_nearest2d.vec, aten.upsample_nearest2d.default, aten.upsample_bilinear2d.vec,
+                  aten.upsample_bilinear2d.default, aten.pad.default,
                   aten.reflection_pad2d.default, aten.permute.default}
     unary = {aten.leaky_relu.default, aten.leaky_relu_.default, aten.relu.default, aten.relu_.default,
              aten.tanh.default, aten.sigmoid.default}
@@ -79,8 +81,9 @@ def _int8_quantizer():
                 if n.op != "call_function" or "quantization_annotation" in n.meta:
                     continue
                 tensors = [a for a in n.args if isinstance(a, torch.fx.Node)]
-                if not tensors:
-                    continue
+                val = n.meta.get("val")
+                if not tensors or (isinstance(val, torch.Tensor) and not val.dtype.is_floating_point):
+                    continue  # index arithmetic (e.g. inside a decomposed resize) is not quantized
                 if n.target in same_scale:
                     ann = QuantizationAnnotation(input_qspec_map={tensors[0]: act},
                                                  output_qspec=SharedQuantizationSpec((tensors[0], n)), _annotated=True)
