@@ -41,9 +41,10 @@ class DemoConfig:
     validate_n: int = 8         # random whole nets in the brief LUT validation
     validate_rounds: int = 3     # per pass (two passes)
     measure_rounds: int = 20
-    train_steps: int = 300
+    train_steps: int = 500
     train_batch: int = 8
     train_patch: int = 24
+    train_lr: float = 2e-3      # a short schedule of a residual-over-bilinear student takes a high rate
     shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
@@ -239,6 +240,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
     # the search recipe's HR crop size: training reuses the teacher outputs the search already cached
     max_side = _recipe(cfg).max_side
     tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=min(cfg.train_patch, max_side // 4),
+                     lr=cfg.train_lr,
                      threads=cfg.train_threads, max_side=max_side)
     res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
@@ -367,7 +369,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     # 3. distillation training of the derived arch
     tdir = run / "train"
     trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,
-                           "batch": cfg.train_batch, "patch": cfg.train_patch, "teacher": cfg.teacher},
+                           "batch": cfg.train_batch, "patch": cfg.train_patch, "lr": cfg.train_lr,
+                           "teacher": cfg.teacher},
                  lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
 
     # 4. export + verify every format; the target's artifact must be ok
