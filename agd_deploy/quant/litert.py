@@ -73,17 +73,28 @@ def _int8_quantizer():
              aten.tanh.default, aten.sigmoid.default}
     binary = {aten.add.Tensor, aten.add_.Tensor, aten.mul.Tensor, aten.mul_.Tensor}
 
+    def _is_float(node, model=None) -> bool:
+        val = node.meta.get("val")
+        if val is None and node.op == "get_attr" and model is not None:  # lifted constants carry no meta
+            val = getattr(model, str(node.target), None)
+        return not isinstance(val, torch.Tensor) or val.dtype.is_floating_point
+
     class _Int8Quantizer(pq.PT2EQuantizer):
         def annotate(self, model):
             model = super().annotate(model)
             act = self.global_config.input_activation
             for n in model.graph.nodes:
+                ann = n.meta.get("quantization_annotation")
+                if ann is not None:  # e.g. `x + 0`: the base annotator would observe the int64 constant 0
+                    for t in [t for t in ann.input_qspec_map if not _is_float(t, model)]:
+                        del ann.input_qspec_map[t]
                 if n.op != "call_function" or "quantization_annotation" in n.meta:
                     continue
-                tensors = [a for a in n.args if isinstance(a, torch.fx.Node)]
-                val = n.meta.get("val")
-                if not tensors or (isinstance(val, torch.Tensor) and not val.dtype.is_floating_point):
-                    continue  # index arithmetic (e.g. inside a decomposed resize) is not quantized
+                # only float tensors: integer index arithmetic (a decomposed resize) and integer constants
+                # (the profiler's `x + 0`) are not quantized
+                tensors = [a for a in n.args if isinstance(a, torch.fx.Node) and _is_float(a, model)]
+                if not tensors or not _is_float(n, model):
+                    continue
                 if n.target in same_scale:
                     ann = QuantizationAnnotation(input_qspec_map={tensors[0]: act},
                                                  output_qspec=SharedQuantizationSpec((tensors[0], n)), _annotated=True)
