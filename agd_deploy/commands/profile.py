@@ -34,10 +34,12 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
               help="cpu: the timing thread's CPU time (default at 1 thread: robust to other jobs on a shared "
                    "machine); wall: wall-clock time (default with more threads).")
 @click.option("--lower-only", is_flag=True, help="Only convert the blocks (no timing); a rerun times them.")
+@click.option("--jobs", "jobs_n", type=click.IntRange(1, 64), default=None,
+              help="Conversion processes (default: one per usable core, at most 4). Timing is one process.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 @click.pass_context
 def profile(ctx: click.Context, target, space, input_shape, threads, rounds, statistic, ref_nets, seed, out, only,
-            clock, lower_only, as_json) -> None:
+            clock, lower_only, jobs_n, as_json) -> None:
     """Measure a per-block latency table (LUT) of TARGET for a search space.
 
     \b
@@ -55,7 +57,7 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
     cfg = ProfileConfig(target=target, space=space, input_shape=list(input_shape), threads=threads, rounds=rounds,
                         ref_nets=ref_nets, statistic=statistic, seed=seed, clock=clock or "",
                         only=[k for k in only.split(",") if k] if only else None)
-    res = run_profile(cfg, out, progress=True, lower_only=lower_only)
+    res = run_profile(cfg, out, progress=True, lower_only=lower_only, jobs_n=jobs_n)
     if lower_only:
         _emit({"lowered": res.lowered, "seconds": round(res.seconds, 2)}, as_json,
               f"converted {res.lowered} models in {res.seconds:.0f} s; rerun without --lower-only to time them")

@@ -172,11 +172,100 @@ def lower_model(target, module, shape, out_dir: Path, name: str, quantized_io: b
                         quantized_io=quantized_io))
 
 
+@dataclass
+class LowerJob:
+    """One conversion, described by picklable values so that a worker process can run it."""
+
+    key: str
+    target: str
+    kind: str           # "block" (payload = block key) | "net" (payload = arch JSON) | "identity"
+    payload: str
+    shape: list[int]
+    out_dir: str
+    name: str
+    quantized_io: bool
+    space: str = "sr"
+
+    def run(self) -> str:
+        import zlib
+
+        import torch
+
+        from ..runtimes import targets as T
+
+        sp = get_space(self.space)
+        torch.manual_seed(zlib.crc32(self.key.encode()))  # weights do not change latency; keep them reproducible
+        if self.kind == "block":
+            module = sp.build_block(BlockSpec.from_key(self.payload))
+        elif self.kind == "net":
+            module = build(Arch.from_json(self.payload))
+        else:
+            module = _Identity()
+        return str(lower_model(T.get_target(self.target), module, self.shape, Path(self.out_dir), self.name,
+                               quantized_io=self.quantized_io, value_range=sp.value_range if self.kind == "net"
+                               else (0.0, 1.0)))
+
+
+def _run_job(job: LowerJob) -> tuple[str, str]:
+    import torch
+
+    torch.set_num_threads(1)  # one conversion per core
+    return job.key, job.run()
+
+
+def default_jobs() -> int:
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
+
+
+def run_lower_jobs(todo: list[LowerJob], jobs_n: int | None, progress: bool, desc: str,
+                   done: Callable[[str, str], None]) -> None:
+    """Run conversions, `jobs_n` processes at a time (conversions are single-threaded: LiteRT's take ~10 s a
+    block, so one per core halves a 2-core profile); `done(key, path)` is called in this process as each ends
+    (the caller checkpoints there, so a killed run resumes with what finished)."""
+    if not todo:
+        return
+    n = default_jobs() if jobs_n is None else max(1, int(jobs_n))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=desc, unit="model")
+    try:
+        if n == 1 or len(todo) == 1:
+            for job in todo:
+                done(job.key, job.run())
+                if bar is not None:
+                    bar.update(1)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(_run_job, job) for job in todo]
+            try:
+                for f in as_completed(futures):
+                    done(*f.result())
+                    if bar is not None:
+                        bar.update(1)
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = True,
-            on_round: Callable[[int], None] | None = None, lower_only: bool = False) -> ProfileResult:
+            on_round: Callable[[int], None] | None = None, lower_only: bool = False,
+            jobs_n: int | None = None) -> ProfileResult:
     """Measure the LUT of `cfg` and write it to `out` (default: the shipped tables' path).
     `lower_only`: stop after lowering (the artifacts wait in the work folder; a later run only times them),
-    so conversions can run while other jobs use the CPU and the timing alone under an exclusive lock."""
+    so conversions can run while other jobs use the CPU and the timing alone under an exclusive lock.
+    `jobs_n`: conversion processes (default: one per usable core, at most 4); timing is always one process."""
     from ..runtimes import targets as T
     from ..runtimes.base import device_fingerprint
     from ..runtimes.timing import Stats, noise, pinned
@@ -208,32 +297,30 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     resumed_rounds = int(part.data["rounds_done"])
 
     # -- 1+2: lower blocks, the identity model and the reference nets (cached across a resume) --------
-    import torch
-
-    jobs: list[tuple[str, Callable[[], Path]]] = []
+    jobs: list[LowerJob] = []
     for b in blocks:
-        jobs.append((b.key, lambda b=b: lower_model(target, sp.build_block(b), block_example_shape(b), work,
-                                                    _safe(b.key), quantized_io=int8)))
-    jobs.append((IDENTITY, lambda: lower_model(target, _Identity(), [1, 3, 8, 8], work, "identity",
-                                               quantized_io=int8)))
+        jobs.append(LowerJob(b.key, cfg.target, "block", b.key, block_example_shape(b), str(work), _safe(b.key),
+                             int8, space=sp.name))
+    jobs.append(LowerJob(IDENTITY, cfg.target, "identity", "", [1, 3, 8, 8], str(work), "identity", int8))
     refs = reference_archs(sp.name, shape, cfg.ref_nets, cfg.seed) if not cfg.only else []
     for i, arch in enumerate(refs):
-        jobs.append((f"{REF_PREFIX}{i}", lambda a=arch, i=i: lower_model(target, build(a), shape, work, f"net{i}",
-                                                                        quantized_io=False,
-                                                                        value_range=sp.value_range)))
-    todo = [(k, fn) for k, fn in jobs if k not in part.artifacts or not Path(part.artifacts[k]).exists()]
+        jobs.append(LowerJob(f"{REF_PREFIX}{i}", cfg.target, "net", arch.to_json(), shape, str(work), f"net{i}",
+                             False, space=sp.name))
+    todo = [j for j in jobs if j.key not in part.artifacts or not Path(part.artifacts[j.key]).exists()]
     lowered = 0
-    if todo:
-        torch.manual_seed(cfg.seed)
-        for key, fn in _bar(todo, progress, f"lowering {cfg.target}"):
-            part.artifacts[key] = str(fn())
-            lowered += 1
-            part.save()
+
+    def done(key: str, path: str) -> None:
+        nonlocal lowered
+        part.artifacts[key] = path
+        lowered += 1
+        part.save()
+
+    run_lower_jobs(todo, jobs_n, progress, f"lowering {cfg.target}", done)
     if lower_only:
         return ProfileResult(out, 0, time.perf_counter() - t0, float("nan"), resumed_rounds, lowered)
 
     # -- 3: time everything interleaved, one round at a time (checkpointed) ---------------------------
-    names = [k for k, _ in jobs]
+    names = [j.key for j in jobs]
     with pinned(cfg.threads):
         sessions = {k: T.load_session(target, part.artifacts[k], threads=cfg.threads) for k in names}
         runs = {k: s.timer() for k, s in sessions.items()}

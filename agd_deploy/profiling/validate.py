@@ -93,20 +93,25 @@ def _arch_id(arch: Arch) -> str:
     return hashlib.sha1(arch.to_json().encode()).hexdigest()[:16]
 
 
-def lower_archs(archs: list[Arch], target_name: str, progress: bool = True) -> list[Path]:
-    """Lower each arch's whole net for the target (float in/out, as exported), reusing cached artifacts."""
+def lower_archs(archs: list[Arch], target_name: str, progress: bool = True, jobs_n: int | None = None) -> list[Path]:
+    """Lower each arch's whole net for the target (float in/out, as exported), reusing cached artifacts;
+    conversions run `jobs_n` processes at a time (default: one per usable core, at most 4)."""
     from ..runtimes import targets as T
-    from .profile import _bar, lower_model
+    from .profile import LowerJob, run_lower_jobs
 
     target = T.get_target(target_name)
-    sp = get_space(archs[0].space)
-    arts = []
-    for a in _bar(archs, progress, f"lowering {target_name}"):
+    arts: dict[str, Path] = {}
+    todo = []
+    for a in archs:
         folder, name = _artifact_dir(target_name, a), f"net-{_arch_id(a)}"
         done = folder / f"{name}{target.suffix}"
-        arts.append(done if done.exists() else lower_model(target, build(a), a.input_shape, folder, name,
-                                                           quantized_io=False, value_range=sp.value_range))
-    return arts
+        if done.exists():
+            arts[name] = done
+        else:
+            todo.append(LowerJob(name, target_name, "net", a.to_json(), list(a.input_shape), str(folder), name,
+                                 False, space=a.space))
+    run_lower_jobs(todo, jobs_n, progress, f"lowering {target_name}", lambda k, p: arts.__setitem__(k, Path(p)))
+    return [arts[f"net-{_arch_id(a)}"] for a in archs]
 
 
 def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int, statistic: str = "min_ms",
