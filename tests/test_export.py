@@ -272,3 +272,86 @@ def test_tensorrt_engine_builds_where_available(exported):
     sess = load_session("tensorrt-cuda-int8", out / "model.qdq.onnx")
     y = sess.run(np.zeros((1, 3, 16, 16), np.float32))
     assert y.shape == (1, 3, 64, 64)
+
+
+def _no_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx2" in flags and "vnni" not in flags
+
+
+def test_u8u8_weights_do_not_saturate_where_u8s8_does(tmp_path):
+    """A conv whose u8 x s8 pair sums overflow int16 (inputs near the top of their range, large positive
+    weights): ORT's u8s8 kernel on AVX2 without VNNI (vpmaddubsw) saturates them with full 8-bit weights; the
+    U8U8 lowering (uint8 symmetric weights, what `onnx_int8: {weights: uint8}` selects) stays exact."""
+    from agd_deploy.quant.onnx import OrtInt8Config, export_onnx, quantize_qdq
+    from agd_deploy.runtimes import load_session
+    from agd_deploy.verify.metrics import psnr
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(16, 16, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.uniform_(0.5, 1.0)
+        conv.bias.zero_()
+    g = np.random.default_rng(0)
+    calib = [g.uniform(0.9, 1.0, (1, 16, 12, 12)).astype(np.float32) for _ in range(4)]
+    x = g.uniform(0.9, 1.0, (1, 16, 12, 12)).astype(np.float32)
+    fp32 = export_onnx(conv, torch.from_numpy(calib[0]), tmp_path / "c.onnx")
+    with torch.no_grad():
+        ref = conv(torch.from_numpy(x)).numpy()
+    peak = (float(ref.min()), float(ref.max()))
+
+    def db(name, **kw):
+        cfg = OrtInt8Config(**kw)
+        q = quantize_qdq(fp32, tmp_path / f"{name}.onnx", calib, cfg)
+        meta = json.loads({p.key: p.value for p in __import__("onnx").load(str(q)).metadata_props}["agd.int8_config"])
+        assert meta["weight"] == cfg.weight and meta["reduce_range"] == cfg.reduce_range
+        return psnr(ref, load_session("ort-cpu-int8", q).run(x), peak)
+
+    u8u8 = db("u8u8", weight="uint8", weight_symmetric=True, reduce_range=False)
+    u8s8 = db("u8s8", reduce_range=False)
+    assert u8u8 > 40, u8u8
+    if _no_vnni():  # the saturation this lowering exists for
+        assert u8s8 < u8u8 - 10, (u8s8, u8u8)
+
+
+def test_int8_config_defaults_unchanged():
+    """The default OrtInt8Config defines the shipped ort-cpu-int8 tables (its dict keys their validation cache):
+    new options must not show up in it at their defaults."""
+    from agd_deploy.quant.onnx import OrtInt8Config
+
+    assert OrtInt8Config().to_dict() == {
+        "activation": "uint8", "weight": "int8", "per_channel": True, "calibration": "minmax", "percentile": 99.999,
+        "keep_fp32": [], "symmetric_activations": False, "reduce_range": True}
+
+
+def test_profile_onnx_int8_types_reach_artifact_and_manifest(ckpt, tmp_path, capsys):
+    """A profile's `onnx_int8:` section picks onnx-int8's integer types; the manifest records them (profile and
+    artifact) and the file's metadata holds the config that made it."""
+    import onnx
+
+    prof = tmp_path / "u8u8.yaml"
+    prof.write_text("formats: [onnx, onnx-int8]\ncalibration: {method: minmax, crops: 4}\n"
+                    "onnx_int8: {weights: uint8, reduce_range: false}\nverify: {heldout_per_image: 1, rounds: 2}\n")
+    out = tmp_path / "out"
+    code, stdout, _ = agd(["export", str(ckpt), "--profile", str(prof), "--out", str(out), "--json"], capsys)
+    assert code == 0, stdout
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["profile"]["onnx_int8"] == {"weights": "uint8", "activations": "uint8", "per_channel": True,
+                                         "reduce_range": False, "op_types": None}
+    a = {x["format"]: x for x in m["artifacts"]}["onnx-int8"]
+    assert a["status"] == "ok" and a["psnr_db"] >= 35
+    assert a["quantization"]["weight"] == "uint8" and a["quantization"]["weight_symmetric"] is True
+    assert a["reduce_range"] is False
+    q = onnx.load(str(out / a["file"]))
+    meta = json.loads({p.key: p.value for p in q.metadata_props}["agd.int8_config"])
+    assert meta["weight"] == "uint8"
+    from onnx import numpy_helper
+    weights = [numpy_helper.to_array(i) for i in q.graph.initializer if i.name.endswith("_quantized")]
+    assert weights and all(w.dtype == np.uint8 for w in weights if w.ndim == 4)  # conv weights stored as uint8
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("onnx_int8: {weights: int4}\n")
+    code, stdout, err = agd(["export", str(ckpt), "--profile", str(bad), "--out", str(tmp_path / "o2")], capsys)
+    assert code != 0 and "onnx_int8.weights" in (stdout + err)

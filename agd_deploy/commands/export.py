@@ -22,7 +22,9 @@ def _echo_err(msg: str) -> None:
               help="Fixed input shape NxCxHxW (SR: the LR input). Default: the arch's, else 1x3x64x64.")
 @click.option("--calib", type=click.Path(file_okay=False), default=None,
               help="Folder of calibration images. Default: the built-in training images.")
-@click.option("--profile", default=None, help="Export profile: a YAML path or a shipped name (default, mobile, server).")
+@click.option("--profile", default=None,
+              help="Export profile: a YAML path or a shipped name (default, mobile, server, teacher). "
+                   "Default: 'teacher' for a named teacher (realesrgan-x4plus, ...), else 'default'.")
 @click.option("--keep-fp32", default=None, metavar="LAYERS|auto[:N]",
               help="Leave these layers (comma-separated module paths, e.g. 'last,up2') in fp32 in int8 artifacts, "
                    "or 'auto' (the most sensitive, by a per-layer measurement, until the profile's target PSNR) "

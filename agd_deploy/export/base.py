@@ -44,6 +44,13 @@ class ExportConfig:
     # with VPMADDUBSW, whose int16 sums saturate; measured here on a trained SR student: 31.1 dB vs fp32
     # with 8-bit weights, 47.4 dB with 7-bit (ONNX Runtime's documented remedy), same speed.
     reduce_range: bool = True
+    # onnx-int8's integer types (profile `onnx_int8:`): weights "int8" (u8s8, ORT's default, the ort-cpu-int8
+    # tables) or "uint8" (U8U8: ORT's u8u8 GEMM does not saturate on AVX2, so full 8-bit weights are exact);
+    # activations "uint8" or "uint16" (16-bit: accurate, but ORT runs those convs in float: no speedup).
+    weight_type: str = "int8"
+    activation_type: str = "uint8"
+    per_channel: bool = True
+    op_types: list[str] | None = None  # ONNX op types quantized in onnx-int8 (None: all; ["Conv"]: only convs)
     threads: int = 1
     work_dir: Path | None = None  # scratch space (intermediate fp32 files); never the output folder
 

@@ -96,11 +96,7 @@ class OnnxInt8(Exporter):
     symmetric = False
 
     def int8_config(self, cfg: ExportConfig, keep_nodes: list[str]):
-        from ..quant.onnx import OrtInt8Config
-
-        # TensorRT (symmetric s8 activations, GPU int8 units) has no u8s8 saturation: full 8-bit weights there
-        return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes,
-                             symmetric_activations=self.symmetric, reduce_range=cfg.reduce_range and not self.symmetric)
+        return ort_int8_config(cfg, keep_nodes, symmetric=self.symmetric)
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         import onnx
@@ -109,9 +105,29 @@ class OnnxInt8(Exporter):
         qcfg = self.int8_config(cfg, keep)
         path = self.lower(model, example, info, out_dir, cfg, int8_config=qcfg)
         onnx.checker.check_model(str(path))
+        quant = {k: v for k, v in qcfg.to_dict().items() if k != "keep_fp32"}
         return self.artifact(path, extra={"opset": _opset(path), "keep_fp32": list(cfg.keep_fp32),
                                           "keep_fp32_nodes": len(keep), "calibration": qcfg.calibration,
-                                          "calib_images": len(cfg.calib), "reduce_range": qcfg.reduce_range})
+                                          "calib_images": len(cfg.calib), "reduce_range": qcfg.reduce_range,
+                                          "quantization": quant})
+
+
+def ort_int8_config(cfg: ExportConfig, keep_nodes: list[str], symmetric: bool = False):
+    """The OrtInt8Config an export uses: the profile's types for onnx-int8; TensorRT's fixed scheme (symmetric
+    s8 activations, s8 per-channel full-range weights: GPU int8 units have no u8s8 saturation) when `symmetric`.
+    uint8 weights are made symmetric (one zero point, 128): ORT's QLinearConv needs that for per-channel uint8."""
+    from ..quant.onnx import OrtInt8Config
+
+    if symmetric:
+        return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes, symmetric_activations=True,
+                             per_channel=True, reduce_range=False)
+    if cfg.weight_type not in ("int8", "uint8") or cfg.activation_type not in ("uint8", "int8", "uint16", "int16"):
+        raise AgdError(f"onnx-int8: weights must be int8 or uint8 and activations uint8, int8, uint16 or int16 "
+                       f"(got {cfg.weight_type!r}, {cfg.activation_type!r})")
+    return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes, activation=cfg.activation_type,
+                         weight=cfg.weight_type, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
+                         weight_symmetric=True if cfg.weight_type == "uint8" else None,
+                         op_types=list(cfg.op_types) if cfg.op_types is not None else None)
 
 
 def _opset(path: Path) -> int:

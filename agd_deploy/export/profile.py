@@ -4,12 +4,20 @@
     input: 1x3x64x64                          # optional; else the arch's input shape
     threads: 1
     calibration: {method: minmax, crops: 24, reduce_range: true}  # ORT calibration for onnx-int8 / tensorrt-int8
+    onnx_int8: {weights: int8, activations: uint8, per_channel: true}  # onnx-int8's integer types (see below)
     verify: {heldout_per_image: 2, rounds: 20}
     thresholds:                               # minimum PSNR vs the fp32 PyTorch model, dB
       fp32: 60                                # per precision ...
       int8: 35
       tflite-int8: 38                         # ... or per format (wins)
     keep_fp32_target_db: 40                   # what `--keep-fp32 auto` aims for
+
+onnx_int8.weights: `int8` (u8s8: ORT's default and what the `ort-cpu-int8` latency tables measure; on x86
+without VNNI its int16 sums saturate, hence `reduce_range: true`, 7-bit weights) or `uint8` (U8U8: ORT's
+u8u8 kernel widens to int16 x int16 products and cannot saturate, so full 8-bit weights; set reduce_range
+false). onnx_int8.activations: `uint8`, or `uint16` (accurate, but ORT then runs convs in float: slower).
+onnx_int8.op_types: the ONNX op types to quantize (default: all ORT can; `[Conv]`: only convolutions, so
+activations, concats and residual adds between them stay float and are not re-quantized).
 """
 
 from __future__ import annotations
@@ -33,6 +41,10 @@ class Profile:
     calibration: str = "minmax"
     calib_crops: int = 24
     reduce_range: bool = True
+    weight_type: str = "int8"
+    activation_type: str = "uint8"
+    per_channel: bool = True
+    op_types: list[str] | None = None
     heldout_per_image: int = 2
     rounds: int = 20
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
@@ -56,7 +68,8 @@ def load_profile(spec: str | Path | None) -> Profile:
     if path is None:
         if spec is None:
             return Profile()
-        raise AgdError(f"--profile: no export profile {spec!r} (a YAML path, or a shipped one: default, mobile)")
+        raise AgdError(f"--profile: no export profile {spec!r} "
+                       f"(a YAML path, or a shipped one: default, mobile, server, teacher)")
     try:
         d = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
@@ -74,6 +87,14 @@ def load_profile(spec: str | Path | None) -> Profile:
         prof.calibration = str(cal.get("method", prof.calibration))
         prof.calib_crops = int(cal.get("crops", prof.calib_crops))
         prof.reduce_range = bool(cal.get("reduce_range", prof.reduce_range))
+        q = d.get("onnx_int8") or {}
+        prof.weight_type = str(q.get("weights", prof.weight_type))
+        prof.activation_type = str(q.get("activations", prof.activation_type))
+        prof.per_channel = bool(q.get("per_channel", prof.per_channel))
+        if q.get("op_types") is not None:
+            prof.op_types = [str(t) for t in q["op_types"]]
+        if "reduce_range" in q:
+            prof.reduce_range = bool(q["reduce_range"])
         ver = d.get("verify") or {}
         prof.heldout_per_image = int(ver.get("heldout_per_image", prof.heldout_per_image))
         prof.rounds = int(ver.get("rounds", prof.rounds))
@@ -84,6 +105,10 @@ def load_profile(spec: str | Path | None) -> Profile:
         raise AgdError(f"--profile {path}: bad value ({e})") from None
     if prof.calibration not in ("minmax", "percentile", "entropy"):
         raise AgdError(f"--profile {path}: calibration.method must be minmax, percentile or entropy")
+    if prof.weight_type not in ("int8", "uint8"):
+        raise AgdError(f"--profile {path}: onnx_int8.weights must be int8 or uint8")
+    if prof.activation_type not in ("uint8", "int8", "uint16", "int16"):
+        raise AgdError(f"--profile {path}: onnx_int8.activations must be uint8, int8, uint16 or int16")
     if prof.threads < 1 or prof.rounds < 1 or prof.calib_crops < 1 or prof.heldout_per_image < 1:
         raise AgdError(f"--profile {path}: threads, rounds, crops and heldout_per_image must be >= 1")
     return prof

@@ -73,9 +73,18 @@ def export_onnx(module, example, out: str | Path, opset: int = OPSET, metadata: 
 class OrtInt8Config:
     """How `quantize_qdq` quantizes.
 
-    activation: "uint8" (x86 default, fastest with ORT) or "int8"; weight: "int8" (per-channel by default).
-    calibration: "minmax" | "percentile" | "entropy". keep_fp32: ONNX node names left in float.
-    symmetric_activations: s8 activations with zero point 0 (what TensorRT wants; sets activation to int8)."""
+    activation: "uint8" (x86 default, fastest with ORT), "int8", or "uint16" / "int16" (16-bit activations:
+    ORT runs those convs as DequantizeLinear + float Conv, so accurate but no faster than fp32).
+    weight: "int8" (per-channel by default) or "uint8" (U8U8: on x86 without VNNI, ORT's u8u8 GEMM widens to
+    int16 x int16 -> int32 (vpmaddwd) and cannot saturate, so full 8-bit weights are exact where u8s8 needs
+    reduce_range). calibration: "minmax" | "percentile" | "entropy". keep_fp32: ONNX node names left in float.
+    symmetric_activations: s8 activations with zero point 0 (what TensorRT wants; sets activation to int8).
+    op_types: the op types quantized (None: all; see the field). weight_symmetric: None = ORT's default
+    (symmetric for signed weights, asymmetric for uint8); True gives uint8 weights one zero point (128) per
+    tensor, which ORT's QLinearConv needs for per-channel uint8 weights.
+
+    Fields after `reduce_range` are left out of `to_dict()` at their defaults, so the default config's dict (a
+    cache key of the `ort-cpu-int8` latency tables' validation nets) is the same as before they existed."""
 
     activation: str = "uint8"
     weight: str = "int8"
@@ -88,13 +97,20 @@ class OrtInt8Config:
     # cost a trained student 31 -> 47 dB. The same default serves the ort-cpu-int8 tables and `agd export`, so a
     # table predicts the exported file. TensorRT (symmetric s8 activations) takes full-range weights.
     reduce_range: bool = True
+    weight_symmetric: bool | None = None
+    # ONNX op types to quantize (None: all ORT can). E.g. leaving out Add and Mul keeps a residual trunk
+    # (x + 0.2 * block(x)) in float: it is then not re-quantized at every block, only where a Conv reads it.
+    op_types: list[str] | None = None
+
+    _OPTIONAL = {"weight_symmetric": None, "op_types": None}
 
     def __post_init__(self) -> None:
         if self.symmetric_activations:
             self.reduce_range = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__
+                if k not in self._OPTIONAL or getattr(self, k) != self._OPTIONAL[k]}
 
 
 @contextlib.contextmanager
@@ -128,9 +144,10 @@ def _qtype(name: str):
     from onnxruntime.quantization import QuantType
 
     try:
-        return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}[name]
+        return {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8, "uint16": QuantType.QUInt16,
+                "int16": QuantType.QInt16}[name]
     except KeyError:
-        raise AgdError(f"int8 config: type must be 'uint8' or 'int8', got {name!r}") from None
+        raise AgdError(f"int8 config: type must be 'uint8', 'int8', 'uint16' or 'int16', got {name!r}") from None
 
 
 def quantize_qdq(fp32_onnx: str | Path, out: str | Path, calib_arrays: Sequence[np.ndarray],
@@ -153,13 +170,16 @@ def quantize_qdq(fp32_onnx: str | Path, out: str | Path, calib_arrays: Sequence[
     extra: dict[str, Any] = {"ActivationSymmetric": cfg.symmetric_activations, "ForceQuantizeNoInputCheck": True}
     if cfg.calibration == "percentile":
         extra["CalibPercentile"] = cfg.percentile
+    if cfg.weight_symmetric is not None:
+        extra["WeightSymmetric"] = cfg.weight_symmetric
     out = Path(out)
     fp32_model = onnx.load(str(fp32_onnx))
     with atomic_path(out, suffix=".onnx") as tmp, _quiet():
         quantize_static(str(fp32_onnx), str(tmp), _ArrayReader(calib_arrays), quant_format=QuantFormat.QDQ,
                         activation_type=_qtype(act), weight_type=_qtype(cfg.weight), per_channel=cfg.per_channel,
                         reduce_range=cfg.reduce_range, calibrate_method=methods[cfg.calibration],
-                        nodes_to_exclude=list(cfg.keep_fp32), extra_options=extra)
+                        nodes_to_exclude=list(cfg.keep_fp32), extra_options=extra,
+                        op_types_to_quantize=list(cfg.op_types) if cfg.op_types is not None else None)
         model = onnx.load(str(tmp))
         meta = {p.key: p.value for p in fp32_model.metadata_props}
         meta["agd.int8_config"] = cfg.to_dict()

@@ -29,6 +29,9 @@ def conversion_error(fmt: str, e: BaseException) -> str:
     return f"{fmt} conversion failed{op}: {type(e).__name__}: {text[:200]}"
 
 
+TEACHER_PROFILE = "teacher"  # the shipped profile a teacher is exported with when no --profile is given
+
+
 def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConfig) -> tuple[Artifact | None, str]:
     from ..errors import MissingRuntimeError
 
@@ -68,14 +71,23 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
                calib: str | Path | None = None, profile: str | Path | None = None, keep_fp32: str | None = None,
                threads: int | None = None, rounds: int | None = None, progress: bool = True,
                log=print, calibration: str | None = None) -> tuple[dict[str, Any], int]:
-    """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit)."""
+    """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit).
+
+    Without `profile`, a named teacher (e.g. realesrgan-x4plus) gets the shipped `teacher` profile (U8U8
+    onnx-int8, percentile calibration: see export/teacher.yaml), anything else the `default` one."""
     prof: Profile = load_profile(profile)
-    if calibration:
-        prof.calibration = calibration
-    fmts = parse_formats(formats if formats else prof.formats)
+    if formats:
+        parse_formats(formats)  # a bad format name fails before a teacher is loaded
     out = Path(out)
     check_writable(out)
     source = load_source(model, input_shape or prof.input_shape)
+    if profile is None and source.kind == "teacher":
+        prof = load_profile(TEACHER_PROFILE)
+        if input_shape is None and prof.input_shape:
+            source = load_source(model, prof.input_shape)
+    if calibration:
+        prof.calibration = calibration
+    fmts = parse_formats(formats if formats else prof.formats)
     info = source.info
     threads = threads or prof.threads
     rounds = rounds or prof.rounds
@@ -92,7 +104,9 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
     work = Path(tempfile.mkdtemp(prefix="agd-export-"))
     try:
         cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work,
-                           reduce_range=prof.reduce_range)
+                           reduce_range=prof.reduce_range, weight_type=prof.weight_type,
+                           activation_type=prof.activation_type, per_channel=prof.per_channel,
+                           op_types=prof.op_types)
         sensitivity = None
         if keep_fp32:
             cfg.keep_fp32, sensitivity = _keep_fp32(keep_fp32, source, example, cfg, prof, log, progress)
@@ -184,6 +198,9 @@ def _manifest(source, prof, threads, calib_meta, names, entries, sensitivity) ->
         "schema": 1, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": source.to_dict(), "input_shape": source.info.input_shape, "threads": threads,
         "profile": {"name": prof.name, "thresholds": prof.thresholds, "calibration": prof.calibration,
+                    "onnx_int8": {"weights": prof.weight_type, "activations": prof.activation_type,
+                                  "per_channel": prof.per_channel, "reduce_range": prof.reduce_range,
+                                  "op_types": prof.op_types},
                     "rounds": prof.rounds, "heldout_per_image": prof.heldout_per_image},
         "calibration": calib_meta, "heldout": names, "device": device_fingerprint(), "artifacts": entries}
     if sensitivity:

@@ -132,7 +132,8 @@ def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen:
 def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progress: bool = True):
     """`auto` / `auto:N` -> (layer names to keep in fp32, sensitivity record for the manifest)."""
     from ..export.onnx import fp32_onnx_in
-    from ..quant.onnx import OrtInt8Config, quantize_qdq
+    from ..export.onnx import ort_int8_config
+    from ..quant.onnx import quantize_qdq
     from ..runtimes import load_session
 
     n_fixed = None
@@ -148,7 +149,9 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
     log(f"measuring per-layer int8 sensitivity on {len(calib)} calibration crops ...")
     ranking = rank_layers(model, calib, vr, progress=progress, weight_bits=7 if cfg.reduce_range else 8)
     order = [r["layer"] for r in ranking if r["psnr_db"] is not None]
-    record: dict[str, Any] = {"method": "one conv fake-quantized at a time (u8 act / s8 per-channel weights), "
+    bits = 7 if cfg.reduce_range else 8
+    wtype = f"{'u8' if cfg.weight_type == 'uint8' else 's8'} per-channel {bits}-bit weights"
+    record: dict[str, Any] = {"method": f"one conv fake-quantized at a time (u8 act / {wtype}), "
                                         "PSNR of the output vs fp32 on calibration crops",
                               "ranking": ranking[:32]}
     if n_fixed is not None:
@@ -169,8 +172,7 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
             break
         layers = order[:k]
         q = quantize_qdq(fp32, cfg.work_dir / f"sens{k}.onnx", cfg.calib,
-                         OrtInt8Config(calibration=cfg.calibration, reduce_range=cfg.reduce_range,
-                                       keep_fp32=resolve_layers(fp32, layers) if layers else []))
+                         ort_int8_config(cfg, resolve_layers(fp32, layers) if layers else []))
         sess = load_session("ort-cpu-int8", q, threads=cfg.threads)
         p = float(np.mean([psnr(r, sess.run(a), vr) for r, a in zip(refs, calib)]))
         tried.append({"kept": k, "psnr_db": round(p, 3)})
