@@ -1,6 +1,15 @@
 """int8 export benchmark: every int8 format beside its fp32 counterpart on the same runtime, in one run.
 
     python benchmarks/export_int8.py [MODEL] [--input 1x3x64x64] [--formats ...] [--threads 1] [--rounds 30]
+    python benchmarks/export_int8.py realesrgan-x4plus --input 1x3x32x32 --formats onnx,onnx-int8 \
+        --profile export/teacher.yaml                     # the teacher's onnx-int8 as `agd export` makes it
+    python benchmarks/export_int8.py realesrgan-x4plus --input 1x3x32x32 --sweep all --sweep-dir DIR
+        # ORT int8 lowerings side by side (U8U8 / u8s8 / S8S8, calibration, per-tensor, float trunk, ...)
+
+--sweep: every named lowering (SWEEP below; comma-separated names or `all`) of one fp32 ONNX, calibrated on the
+same crops, compared with the fp32 PyTorch model on the same held-out crops (PSNR as in the manifest) and timed
+together with the fp32 ONNX, interleaved, through agd's timing loop. --sweep-dir keeps the files and results:
+a rerun re-times them without re-quantizing (Real-ESRGAN: ~2 min per lowering).
 
 MODEL: a CKPT folder (trained: PSNR means something), an arch .json, or a teacher (realesrgan-x4plus).
 Default: a small derived SR generator (seeded weights) at 1x3x64x64. Prints the table (format, size,
@@ -66,6 +75,102 @@ def quick_train(arch_json: str, steps: int, out: Path, seed: int = 0) -> str:
     return str(save_ckpt(net.eval(), arch, out))
 
 
+RESID = ["Conv", "LeakyRelu", "Concat", "Resize"]  # op types quantized when Add/Mul (the residual trunk) stay float
+U8U8 = {"weight": "uint8", "weight_symmetric": True, "reduce_range": False}
+SWEEP: dict[str, tuple[dict, int, str]] = {  # name: (OrtInt8Config fields, calibration crops, what it is)
+    "u8s8-rr": ({}, 24, "OrtInt8Config() default: u8 act, s8 per-channel 7-bit weights (ort-cpu-int8 tables)"),
+    "u8s8-full": ({"reduce_range": False}, 24, "u8s8, full 8-bit weights (saturates on AVX2 without VNNI)"),
+    "s8s8": ({"activation": "int8", "reduce_range": False}, 24, "s8 activations, s8 weights"),
+    "u8u8": (dict(U8U8), 24, "u8 act, u8 symmetric per-channel 8-bit weights (no int16 saturation)"),
+    "u8u8-percentile": (dict(U8U8, calibration="percentile"), 24, "U8U8, percentile 99.999 calibration"),
+    "u8u8-entropy": (dict(U8U8, calibration="entropy"), 24, "U8U8, entropy calibration"),
+    "u8u8-48crops": (dict(U8U8), 48, "U8U8, 48 calibration crops"),
+    "u8u8-pertensor": (dict(U8U8, per_channel=False), 24, "U8U8, per-tensor weights"),
+    "u8u8-keepfirstlast": (dict(U8U8), 24, "U8U8, first and last conv in fp32"),
+    "u16s8": ({"activation": "uint16", "reduce_range": False}, 24, "16-bit activations, s8 weights"),
+    "u8u8-floattrunk": (dict(U8U8, op_types=RESID), 24, "U8U8, Add/Mul (residual trunk) left in float"),
+    "u8u8-convonly": (dict(U8U8, op_types=["Conv"]), 24, "U8U8, only Conv quantized (LeakyReLU/Concat/Add float)"),
+    "u8u8-pct-convonly": (dict(U8U8, calibration="percentile", op_types=["Conv"]), 24,
+                          "U8U8, percentile, only Conv quantized"),
+}
+
+
+def sweep(model: str, names: str, input_shape, threads: int, rounds: int, out: Path) -> list[dict]:
+    """Quantize the model's fp32 ONNX with each named lowering, check and time them all side by side."""
+    import numpy as np
+
+    from agd_deploy.export.calib import calibration_inputs, heldout_inputs
+    from agd_deploy.export.onnx import conv_nodes, export_fp32_onnx
+    from agd_deploy.export.source import load_source
+    from agd_deploy.quant.onnx import OrtInt8Config, quantize_qdq
+    from agd_deploy.runtimes import load_session
+    from agd_deploy.verify.check import _time, reference_outputs
+    from agd_deploy.verify.metrics import compare
+
+    chosen = list(SWEEP) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in SWEEP]
+    if unknown:
+        raise SystemExit(f"--sweep: unknown {unknown}; known: {', '.join(SWEEP)}")
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    src = load_source(model, input_shape)
+    info = src.info
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = out / "fp32.onnx"
+    calib, _ = calibration_inputs(None, info.input_shape, info.scale, info.value_range,
+                                  max(SWEEP[n][1] for n in chosen))
+    inputs, _ = heldout_inputs(info.input_shape, info.scale, info.value_range, 2)
+    if not fp32.is_file():
+        export_fp32_onnx(src.module, calib[0], info, fp32)
+    convs = [n for n, _ in conv_nodes(fp32)]
+    refs = reference_outputs(src.module, inputs)
+    cache_path = out / "sweep.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    rows, timers, sessions = [], {}, []
+    for name in ["fp32"] + chosen:
+        path = fp32 if name == "fp32" else out / f"{name}.onnx"
+        row = {"name": name, "what": "fp32 ONNX" if name == "fp32" else SWEEP[name][2]}
+        if name != "fp32":
+            kw, n, _ = SWEEP[name]
+            kw = dict(kw, keep_fp32=[convs[0], convs[-1]]) if name.endswith("keepfirstlast") else kw
+            cfg = OrtInt8Config(**kw)
+            row["config"] = cfg.to_dict() | {"crops": n}
+            row["config"]["keep_fp32"] = len(cfg.keep_fp32)
+            if not (path.is_file() and cache.get(name) == row["config"]):
+                print(f"quantizing {name} ...", file=sys.stderr)
+                quantize_qdq(fp32, path, calib[:n], cfg)
+                cache[name] = row["config"]
+                cache_path.write_text(json.dumps(cache, indent=1))
+        s = load_session("ort-cpu-int8" if name != "fp32" else "ort-cpu-fp32", path, threads=threads)
+        sessions.append(s)
+        cmp = compare(refs, [np.asarray(s.run(x), np.float32) for x in inputs], info.value_range)
+        row.update({"mb": path.stat().st_size / 1e6, "psnr_db": cmp.psnr_db, "psnr_min_db": cmp.psnr_min_db})
+        print(f"{name}: {cmp.psnr_db:.2f} dB vs fp32", file=sys.stderr)
+        timers[f"{name}@ort-cpu"] = s.timer(inputs[0])  # the key names the runtime: CPU-clock timing
+        rows.append(row)
+    stats, _ = _time(timers, rounds, threads, progress=True)
+    stats = {k.split("@", 1)[0]: v for k, v in stats.items()}
+    base = rows[0]
+    for r in rows:
+        r.update({"min_ms": stats[r["name"]].min_ms, "p50_ms": stats[r["name"]].p50_ms})
+    for r in rows:
+        r["speedup"] = stats["fp32"].min_ms / r["min_ms"]
+        r["smaller"] = base["mb"] / r["mb"]
+    (out / "sweep_results.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def sweep_table(rows: list[dict]) -> str:
+    lines = ["| lowering | MB | PSNR vs fp32 (dB) | worst crop (dB) | min ms | p50 ms | speedup (min) | smaller |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['mb']:.1f} | {r['psnr_db']:.2f} | {r['psnr_min_db']:.2f} | {r['min_ms']:.1f} "
+                     f"| {r['p50_ms']:.1f} | {r['speedup']:.2f}x | {r['smaller']:.2f}x |")
+    lines += ["", *[f"- {r['name']}: {r['what']}" for r in rows]]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", default=None)
@@ -74,6 +179,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--keep-fp32", default=None)
+    ap.add_argument("--profile", default=None, help="export profile (YAML path or shipped name), as agd export's")
+    ap.add_argument("--sweep", default=None, help=f"compare int8 lowerings: 'all' or names from {', '.join(SWEEP)}")
+    ap.add_argument("--sweep-dir", default=None, help="keep --sweep's files here (reruns reuse them)")
     ap.add_argument("--out", default=None, help="keep the artifacts here (default: a temp folder)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--train-steps", type=int, default=300,
@@ -83,6 +191,15 @@ def main() -> int:
     from agd_deploy.utils import parse_shape
     from agd_deploy.verify import manifest as mf
     from agd_deploy.verify.pipeline import run_export
+
+    if a.sweep:
+        if a.model is None:
+            raise SystemExit("--sweep needs a MODEL (e.g. realesrgan-x4plus)")
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = sweep(a.model, a.sweep, parse_shape(a.input) if a.input else None, a.threads, a.rounds,
+                         Path(a.sweep_dir) if a.sweep_dir else Path(tmp))
+        print(json.dumps(rows) if a.json else sweep_table(rows))
+        return 0
 
     with tempfile.TemporaryDirectory() as tmp:
         model = a.model
@@ -96,7 +213,7 @@ def main() -> int:
                 model = quick_train(model, a.train_steps, ck)
         out = Path(a.out) if a.out else Path(tmp) / "out"
         m, code = run_export(model, a.formats, out, input_shape=parse_shape(a.input) if a.input else None,
-                             threads=a.threads, rounds=a.rounds, keep_fp32=a.keep_fp32,
+                             threads=a.threads, rounds=a.rounds, keep_fp32=a.keep_fp32, profile=a.profile,
                              log=lambda s: print(s, file=sys.stderr))
     if a.json:
         print(json.dumps(m))
