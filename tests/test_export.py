@@ -131,8 +131,11 @@ def test_bench_reverifies_and_gate_fails_on_corruption(exported, tmp_path, capsy
     # 2) a wrong output with a consistent manifest: the PSNR gate fails, exit 1
     shutil.copy(src / "model.int8.onnx", f)
     mo = onnx.load(str(d / "model.onnx"))
-    w = next(i for i in mo.graph.initializer if numpy_helper.to_array(i).ndim == 4)
-    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * 1.5, w.name))
+    # shift the last conv's bias: every output pixel moves by 0.1 (an SR net's bilinear skip would hide a
+    # change deep inside a briefly trained branch)
+    last = [n for n in mo.graph.node if n.op_type == "Conv"][-1]
+    w = next(i for i in mo.graph.initializer if i.name == last.input[2])
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) + 0.1, w.name))
     onnx.save(mo, str(d / "model.onnx"))
     man = json.loads((d / "manifest.json").read_text())
     from agd_deploy.utils import sha256_file
