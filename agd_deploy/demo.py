@@ -44,7 +44,7 @@ class DemoConfig:
     train_steps: int = 500
     train_batch: int = 8
     train_patch: int = 24
-    train_lr: float = 2e-3      # a short schedule of a residual-over-bilinear student takes a high rate
+    train_lr: float = 1.5e-3    # a short schedule takes a high rate (with train's warm-up and gradient clipping)
     shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)

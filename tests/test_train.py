@@ -149,3 +149,16 @@ def test_library_errors(setup, tmp_path):
         st_arch = Arch.extreme("st", largest=False)
         train(st_arch, load_teacher(setup["teacher"]), ImageFolder(setup["data"]), TrainConfig(steps=1),
               tmp_path / "x", cache_root=tmp_path / "cache", progress=False)
+
+
+def test_lr_warms_up_then_follows_the_cosine():
+    """Adam's first steps at full rate blew a full-width residual student up; the schedule ramps in first."""
+    from agd_deploy.train.loop import TrainConfig, _lr_at
+
+    cfg = TrainConfig(lr=2e-3, warmup=0.05)
+    lrs = [_lr_at(cfg, s, 1000) for s in range(1000)]
+    assert lrs[0] == pytest.approx(2e-3 / 50) and lrs[49] == pytest.approx(2e-3)
+    assert all(a < b for a, b in zip(lrs[:49], lrs[1:50]))            # ramp
+    assert all(a >= b for a, b in zip(lrs[50:-1], lrs[51:]))           # then only down
+    assert lrs[-1] < 1e-4
+    assert _lr_at(TrainConfig(lr=1e-3, warmup=0.0), 0, 100) == pytest.approx(1e-3)
