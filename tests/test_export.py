@@ -358,3 +358,31 @@ def test_profile_onnx_int8_types_reach_artifact_and_manifest(ckpt, tmp_path, cap
     bad.write_text("onnx_int8: {weights: int4}\n")
     code, stdout, err = agd(["export", str(ckpt), "--profile", str(bad), "--out", str(tmp_path / "o2")], capsys)
     assert code != 0 and "onnx_int8.weights" in (stdout + err)
+
+
+def test_compact_names_shrinks_an_int8_file_and_keeps_its_outputs(tmp_path):
+    """QDQ graphs name ~4 nodes per conv after torch scopes; the shipped file gets short ids instead."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from agd_deploy.export.onnx import compact_names
+    from agd_deploy.quant.onnx import OrtInt8Config, export_onnx, quantize_qdq
+
+    net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, 1, 1), torch.nn.LeakyReLU(0.2))
+                                for _ in range(6)]).eval()
+    x = np.random.default_rng(0).random((1, 8, 16, 16), dtype=np.float32)
+    fp32 = export_onnx(net, torch.from_numpy(x), tmp_path / "m.onnx")
+    q = quantize_qdq(fp32, tmp_path / "m.int8.onnx", [x], OrtInt8Config())
+    ref = ort.InferenceSession(str(q)).run(None, {"input": x})[0]
+    before = q.stat().st_size
+    saved = compact_names(q)
+    assert saved > 0 and q.stat().st_size == before - saved
+    out = ort.InferenceSession(str(q)).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(out, ref)
+    import onnx
+
+    m = onnx.load(str(q))
+    assert [i.name for i in m.graph.input] == ["input"] and [o.name for o in m.graph.output] == ["output"]
+    assert all(len(n.name) <= 4 for n in m.graph.node)
+    assert any(p.key == "agd.int8_config" for p in m.metadata_props)
