@@ -7,6 +7,8 @@ no predictor can rank the nets better than the measurement agrees with itself.""
 
 from __future__ import annotations
 
+import functools
+
 import random
 import tempfile
 from dataclasses import dataclass
@@ -68,13 +70,20 @@ def _artifact_dir(target_name: str, arch: Arch) -> Path:
     """Lowered validation nets are cached (a rerun, or `--lower-only` ahead of timing, skips conversions)."""
     from ..utils import cache_dir
 
+    sp = arch.space_obj
+    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{_lowering_tag(target_name)}")
+
+
+@functools.lru_cache(maxsize=None)
+def _lowering_tag(target_name: str) -> str:
+    """A change of converter versions or int8 settings must not reuse old artifacts. Computed once per target
+    (asking a runtime for its versions imports it), not once per net."""
     import hashlib
     import json
 
     from ..quant.onnx import OrtInt8Config
     from ..runtimes import targets as T
 
-    # a change of converter versions or int8 settings must not reuse old artifacts
     how = {"versions": T.runtime_for(target_name).versions(), "ort_int8": OrtInt8Config().to_dict()}
     try:
         import torch
@@ -82,9 +91,7 @@ def _artifact_dir(target_name: str, arch: Arch) -> Path:
         how["torch"] = torch.__version__
     except ImportError:  # pragma: no cover
         pass
-    tag = hashlib.sha1(json.dumps(how, sort_keys=True).encode()).hexdigest()[:8]
-    sp = arch.space_obj
-    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{tag}")
+    return hashlib.sha1(json.dumps(how, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _arch_id(arch: Arch) -> str:
