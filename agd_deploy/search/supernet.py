@@ -50,11 +50,6 @@ class SuperNet(nn.Module):
             else:
                 blocks.append(sp.build_block(BlockSpec(s.kind, s.fixed_op, cin, cout, s.h, s.w, s.stride)))
         self.blocks = nn.ModuleList(blocks)
-        last = next((b for s, b in zip(self.slots, blocks) if s.kind == "last"), None)
-        if sp.name == "sr" and last is not None:  # as in SRNet: start at the bilinear skip's output
-            with torch.no_grad():
-                last.weight.mul_(0.1)
-                last.bias.zero_()
         self.alphas = nn.Parameter(torch.zeros(sp.n_positions, len(sp.ops)))
         self.betas = nn.ParameterDict({k: nn.Parameter(torch.zeros(len(v))) for k, v in self.choices.items()})
         for k, v in self.choices.items():  # mask table: row i keeps the first v[i] channels

@@ -23,9 +23,6 @@ class SRNet(nn.Module):
             self.cellsum = next(blocks)  # parameter-free, identical for every cell
         self.cells = nn.ModuleList(cells)
         self.body, self.up1, self.up2, self.hr, self.last, self.skip = (next(blocks) for _ in range(6))
-        with torch.no_grad():  # start at the skip's bilinear output: the residual branch begins near zero
-            self.last.weight.mul_(0.1)
-            self.last.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feat = self.stem(x)

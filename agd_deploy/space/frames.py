@@ -263,8 +263,14 @@ class SRSpace(Space):
         return s
 
     def _build_fixed(self, spec: BlockSpec) -> nn.Module:
-        if spec.kind in ("stem", "last"):
+        if spec.kind == "stem":
             return nn.Conv2d(spec.cin, spec.cout, 3, 1, 1)
+        if spec.kind == "last":  # small init: a fresh net (derived or supernet) starts at the skip's bilinear output
+            conv = nn.Conv2d(spec.cin, spec.cout, 3, 1, 1)
+            with torch.no_grad():
+                conv.weight.mul_(0.1)
+                conv.bias.zero_()
+            return conv
         if spec.kind == "cellsum":
             return CellSum()
         if spec.kind == "body":
