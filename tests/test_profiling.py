@@ -52,9 +52,16 @@ def agd(capsys):
 
 
 @pytest.mark.parametrize("target", ["ort-cpu-fp32", "ort-cpu-int8"])
-def test_profile_subset_writes_schema_1(tmp_path, target):
+def test_profile_subset_writes_schema_1(tmp_path, target, monkeypatch):
+    from agd_deploy.runtimes import targets as T
+
+    loads = []
+    real_load = T.load_session
+    monkeypatch.setattr(T, "load_session", lambda *a, **k: loads.append(a[1]) or real_load(*a, **k))
     out = tmp_path / "t.json"
     res = profile(ProfileConfig(target=target, input_shape=SHAPE, rounds=3, only=SUBSET), out, progress=False)
+    # 3 rounds = 3 timing passes (at most one per round), each with fresh sessions of every model (blocks + identity)
+    assert len(loads) == 3 * (len(SUBSET) + 1) and len(set(loads)) == len(SUBSET) + 1
     lut = LUT.load(out)
     assert res.entries == len(SUBSET) and set(lut.entries) == set(SUBSET)
     assert lut.target == target and lut.space == "sr" and lut.space_hash == get_space("sr").space_hash
@@ -66,6 +73,8 @@ def test_profile_subset_writes_schema_1(tmp_path, target):
     assert lut.ms("cell:residual:cin40:cout64:h16:w16") > lut.ms("cell:skip:cin64:cout64:h16:w16")
     assert lut.extra["profile"]["complete"] is False
     assert 0 <= res.noise < 1
+    parts = lut.extra["profile"]["noise_parts"]
+    assert set(parts) == {"interleaved", "passes"} and res.noise == pytest.approx(max(parts.values()), abs=1e-4)
     assert not (tmp_path / ".t.work").exists()  # work folder cleaned up
 
 

@@ -24,7 +24,7 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
               help="Interleaved timing rounds (each model timed once per round).")
 @click.option("--statistic", type=click.Choice(["min_ms", "p10_ms", "p50_ms"]), default="min_ms", show_default=True,
               help="The per-block estimate the predictor uses.")
-@click.option("--ref-nets", type=click.IntRange(0, 50), default=4, show_default=True,
+@click.option("--ref-nets", type=click.IntRange(0, 50), default=6, show_default=True,
               help="Whole nets timed beside the blocks to calibrate the per-net overhead.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,

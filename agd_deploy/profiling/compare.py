@@ -1,8 +1,9 @@
 """Do two latency tables of the same target agree? (`agd profile compare A B`)
 
 Two profiles of one target should differ only by measurement noise. The figure each table prints for its own
-noise is the median relative difference of block minima between its even and odd rounds; two whole tables
-agree when their entries differ by no more than that. A machine can also run uniformly faster or slower at
+noise is the median relative difference of block minima between two halves of its rounds (the larger of
+even-vs-odd rounds and of its two timing passes, each with fresh sessions; `profiling.profile` step 5); two
+whole tables agree when their entries differ by no more than that. A machine can also run uniformly faster or slower at
 another time (a shared VM's clock, other tenants), which shifts every entry by one factor: reported as
 `speed_ratio` (median of B/A), with the spread left after removing it, so "the machine changed" and "the
 blocks disagree" are told apart. `predictions` compares the two tables where it matters to a search: the
