@@ -92,6 +92,9 @@ SWEEP: dict[str, tuple[dict, int, str]] = {  # name: (OrtInt8Config fields, cali
     "u8u8-convonly": (dict(U8U8, op_types=["Conv"]), 24, "U8U8, only Conv quantized (LeakyReLU/Concat/Add float)"),
     "u8u8-pct-convonly": (dict(U8U8, calibration="percentile", op_types=["Conv"]), 24,
                           "U8U8, percentile, only Conv quantized"),
+    "u8u8-pct9999": (dict(U8U8, calibration="percentile", percentile=99.99), 24, "U8U8, percentile 99.99"),
+    "u8u8-pct999": (dict(U8U8, calibration="percentile", percentile=99.9), 24, "U8U8, percentile 99.9"),
+    "u8u8-pct-48crops": (dict(U8U8, calibration="percentile"), 48, "U8U8, percentile 99.999, 48 crops"),
 }
 
 

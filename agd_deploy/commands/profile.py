@@ -10,6 +10,9 @@ import click
 from .info import SHAPE
 
 
+NOISY = 0.05  # a table whose two halves differ by more than this was measured while the machine changed speed
+
+
 def _emit(obj: dict, as_json: bool, text: str) -> None:
     click.echo(json.dumps(obj) if as_json else text)
 
@@ -65,6 +68,10 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
     s = res.summary()
     _emit(s, as_json, f"wrote {s['table']}: {s['entries']} entries in {s['seconds']:.0f} s, block noise "
                       f"(median rel. diff of two halves) {s['noise']['median_rel_diff'] * 100:.1f}%")
+    if s["noise"]["median_rel_diff"] > NOISY:
+        click.echo(f"warning: block noise {s['noise']['median_rel_diff'] * 100:.1f}% (> {NOISY * 100:.0f}%): the "
+                   "machine's speed changed during the run; profile again on a quieter machine, or check the "
+                   "table with `agd profile validate`", err=True)
 
 
 def _load_table(table, target: str | None, space: str, shape, threads: int):
