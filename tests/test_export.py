@@ -196,6 +196,21 @@ def test_keep_fp32_auto_records_sensitivity(ckpt, tmp_path, capsys):
     assert "Per-layer int8 sensitivity" in (tmp_path / "o" / "benchmark.md").read_text()
 
 
+def test_keep_fp32_auto_keeps_the_best_set_when_the_target_is_out_of_reach(ckpt, tmp_path, capsys):
+    """An unreachable target: `auto` tries 0, 1, 2 float layers and keeps the best-scoring set, not the largest."""
+    prof = tmp_path / "p.yaml"
+    prof.write_text("formats: [onnx-int8]\nkeep_fp32_target_db: 500\nkeep_fp32_max: 2\n")
+    code, out, err = agd(["export", ckpt, "--formats", "onnx-int8", "--keep-fp32", "auto", "--profile", prof,
+                          "--rounds", "2", "--out", tmp_path / "o", "--json"], capsys)
+    assert code == 0, err
+    sens = json.loads(out)["sensitivity"]
+    tried = sens["tried"]
+    assert [t["kept"] for t in tried] == [0, 1, 2]
+    best = max(tried, key=lambda t: t["psnr_db"])  # first of equals: the fewest layers
+    assert len(sens["kept"]) == best["kept"]
+    assert sens["kept"] == [r["layer"] for r in sens["ranking"] if r["psnr_db"] is not None][:best["kept"]]
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--formats", "onnx,bogus"], "unknown format 'bogus'"),
     (["--formats", "onnx-int8", "--calib", "/nonexistent/calib"], "calibration folder"),
