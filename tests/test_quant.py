@@ -135,6 +135,14 @@ def test_int8_config_validation(sr_onnx):
     assert not (d / "bad.onnx").exists()
 
 
+def test_percentile_calibration_prints_nothing(sr_onnx, tmp_path, capfd):
+    """ORT's percentile calibrator print()s its progress; `agd export --json` must keep stdout pure JSON."""
+    _, _, fp32, _ = sr_onnx
+    capfd.readouterr()
+    q = qonnx.quantize_qdq(fp32, tmp_path / "p.onnx", [photo()], qonnx.OrtInt8Config(calibration="percentile"))
+    assert q.exists() and capfd.readouterr().out == ""
+
+
 def test_keep_fp32_and_symmetric(sr_onnx, tmp_path):
     import onnx
 

@@ -115,13 +115,18 @@ class OrtInt8Config:
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence ORT's quantizer chatter ("consider pre-processing", unused-initializer notes)."""
+    """Silence ORT's quantizer chatter ("consider pre-processing", unused-initializer notes, and the percentile and
+    entropy calibrators' print()s, which would otherwise land in `agd export --json`'s stdout)."""
+    import contextlib
+    import io
+
     import onnxruntime as ort
 
     logging.disable(logging.WARNING)
     ort.set_default_logger_severity(3)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logging.disable(logging.NOTSET)
         ort.set_default_logger_severity(2)
