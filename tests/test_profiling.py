@@ -258,6 +258,32 @@ def test_calibrate_fits_scale_and_overhead_on_reference_nets():
     assert lut.extra["profile"]["scale"] == pytest.approx(0.9, rel=1e-6)
 
 
+def test_calibrate_leaves_out_one_far_off_reference_net():
+    """Six reference nets on one line but one 5% off (a block mis-timed in every pass): the fit leaves it out."""
+    from test_lut import synthetic_lut
+
+    from agd_deploy.profiling import predict_ms
+    from agd_deploy.profiling.profile import calibrate, fit_scale
+
+    lut = synthetic_lut("sr")
+    lut.overhead_ms = 0.0
+    archs = sample_archs("sr", 6, seed=4)
+    raw = [predict_ms(lut, a) for a in archs]
+    meas = [0.95 * s + 2.0 + (0.003 * s if i % 2 else -0.003 * s) for i, s in enumerate(raw)]  # +-0.3% jitter
+    meas[3] *= 1.05
+    lut.extra["profile"] = {"call_ms": 0.01, "reference_nets": [
+        {"arch": {"ops": a.ops, "widths": a.widths}, "measured_ms": m} for a, m in zip(archs, meas)]}
+    calibrate(lut)
+    prof = lut.extra["profile"]
+    assert [r["fitted"] for r in prof["reference_nets"]] == [True, True, True, False, True, True]
+    assert prof["scale"] == pytest.approx(0.95, rel=0.01)
+    assert 0 <= prof["scale_jackknife_rel"] < 0.02
+    plain = fit_scale(raw, meas, 0.0, robust=False)[0]
+    assert abs(plain - 0.95) > abs(prof["scale"] - 0.95)  # the plain fit is tilted by the far-off net
+    # on a line with jitter only, nothing is left out
+    assert fit_scale(raw, [0.95 * s + 2.0 for s in raw], 0.0)[2] is None
+
+
 def test_profile_compare_cli(tmp_path, agd):
     """`agd profile compare A B`: a table agrees with itself; another target is one line, exit 1."""
     from test_lut import synthetic_lut

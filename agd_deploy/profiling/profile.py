@@ -406,9 +406,9 @@ def _sum_entries(space: str, arch: dict, input_shape, ms: dict[str, float]) -> f
 def fit_scale(sums: list[float], measured: list[float], call_ms: float,
               robust: bool = True) -> tuple[float, float, int | None]:
     """(scale, overhead, dropped) with measured ~= scale * sum + overhead over the reference nets (see
-    `calibrate`). `robust` (5+ nets): the worst-fitting net is dropped (its index returned) and the fit redone
-    when its residual is over 3x the others' median and over 1% of its time: a net holding one block that was
-    mis-timed in every pass (rare, but seen: 17 ms of a 500 ms net) would otherwise tilt every entry."""
+    `calibrate`). `robust` (5+ nets): the worst-fitting net is left out (its index returned) when, seen from
+    the line fitted to the others, it is off by over 3x their median residual and over 2% of its time: a net
+    holding one block mis-timed in every pass (seen: 17 ms of a 500 ms net) would otherwise tilt every entry."""
     def fit(xs, ys):
         if len(xs) >= 3:
             a, b = np.polyfit(np.array(xs), np.array(ys), 1)
@@ -420,11 +420,13 @@ def fit_scale(sums: list[float], measured: list[float], call_ms: float,
 
     scale, overhead = fit(sums, measured)
     if robust and len(sums) >= 5:
-        res = np.abs(np.array(measured) - (scale * np.array(sums) + overhead))
-        worst = int(np.argmax(res))
-        if res[worst] > 3 * float(np.median(np.delete(res, worst))) and res[worst] > 0.01 * measured[worst]:
-            keep = [i for i in range(len(sums)) if i != worst]
-            return (*fit([sums[i] for i in keep], [measured[i] for i in keep]), worst)
+        x, y = np.array(sums), np.array(measured)
+        worst = int(np.argmax(np.abs(y - (scale * x + overhead))))
+        keep = [i for i in range(len(sums)) if i != worst]
+        a, b = fit([float(v) for v in x[keep]], [float(v) for v in y[keep]])  # the line of the others, and how far the worst is from it
+        res = np.abs(y - (a * x + b))
+        if res[worst] > 3 * float(np.median(res[keep])) and res[worst] > 0.02 * y[worst]:
+            return a, b, worst
     return scale, overhead, None
 
 
@@ -437,7 +439,8 @@ def calibrate(lut: LUT) -> LUT:
     them in that layout). That cost grows with the block's work, so on this machine nets ran ~3-4% faster
     than their blocks' sum plus a few ms; an additive overhead alone under-predicted small nets by ~10%.
     With fewer than 3 reference nets, or a fit outside [0.7, 1.3], only the overhead (median residual) is
-    fitted; one net far off the line of the others is left out of the fit (`fit_scale`). Idempotent: it starts from the raw entries (entries / previous scale)."""
+    fitted; one net far off the line of the others is left out of the fit (`fit_scale`).
+    Idempotent: it starts from the raw entries (entries / previous scale)."""
     prof = lut.extra.setdefault("profile", {})
     old = float(prof.get("scale", 1.0))
     refs = prof.get("reference_nets", [])
@@ -450,9 +453,10 @@ def calibrate(lut: LUT) -> LUT:
             for r in refs]
     meas = [r["measured_ms"] for r in refs]
     scale, overhead, dropped = fit_scale(sums, meas, float(prof.get("call_ms", lut.overhead_ms)))
-    if len(refs) >= 4:  # how much the scale rests on any one net: the largest leave-one-out change
-        loo = [fit_scale(sums[:i] + sums[i + 1:], meas[:i] + meas[i + 1:], 0.0, robust=False)[0] for i in
-               range(len(refs)) if i != dropped]
+    fitted = [i for i in range(len(refs)) if i != dropped]
+    if len(fitted) >= 4:  # how much the scale rests on any one fitted net: the largest leave-one-out change
+        loo = [fit_scale([sums[j] for j in fitted if j != i], [meas[j] for j in fitted if j != i], 0.0,
+                         robust=False)[0] for i in fitted]
         prof["scale_jackknife_rel"] = round(max(abs(x / scale - 1) for x in loo), 4)
     for e in lut.entries.values():
         for f in ("min_ms", "p10_ms", "p50_ms", "p90_ms"):
