@@ -336,7 +336,8 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     # -- 3: time everything interleaved, one round at a time (checkpointed) ---------------------------
     names = [j.key for j in jobs]
     bounds = pass_bounds(cfg.rounds, cfg.passes)
-    bar = _bar(None, progress, f"timing {len(names)} models", total_rounds=cfg.rounds - int(part.data["rounds_done"]))
+    left = max(0, cfg.rounds - int(part.data["rounds_done"]))  # a rerun with fewer rounds times none
+    bar = _bar(None, progress, f"timing {len(names)} models", total_rounds=left)
     with pinned(cfg.threads):
         # Passes, each with freshly created sessions: a session can land in a slow state for its whole life
         # (seen here: 256x256 int8 blocks at 1.3-2x their usual time in every round of one session, at their
