@@ -6,8 +6,8 @@ Times, interleaved through agd's shared loop (min of `--rounds`): two 3x3 convs 
 SR space's shapes, fp32 vs the int8 QDQ lowerings of `agd_deploy.quant.onnx` (u8s8 7-bit weights = the default
 profile, u8s8 8-bit, u8u8), and a plain GEMM (MatMul fp32 vs MatMulInteger u8s8). If the GEMM ratio is ~1x,
 no int8 lowering of a conv net can be much faster than fp32 on this CPU with this runtime: that is the machine,
-not the export. (Measured on the 2-core AMD EPYC VM, AVX2 without VNNI: GEMM 1.04x, convs 0.76-0.98x; see
-benchmarks/results/export_int8-demo-student-1x3x64x64-t1.md.)"""
+not the export. (Measured on the 2-core AMD EPYC VM, AVX2 without VNNI: GEMM 1.04-1.08x over runs, once
+1.17x in a 3-round run; convs 0.80-0.99x; see benchmarks/results/export_int8-demo-student-1x3x64x64-t1.md.)"""
 
 from __future__ import annotations
 
@@ -61,17 +61,14 @@ def main() -> None:
                                   [helper.make_tensor_value_info("y", yt, [m, n])], [numpy_helper.from_array(b, "b")])
             p = d / f"gemm{m}_{tag}.onnx"
             onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(p))
-            so = ort.SessionOptions()
-            so.intra_op_num_threads, so.inter_op_num_threads = args.threads, 1
-            s = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-            a = (rng.random((m, k), dtype=np.float32) if tag == "fp32" else rng.integers(0, 255, (m, k)).astype(np.uint8))
-            runs[f"{name} | {tag}"] = (lambda s=s, a=a: s.run(None, {"a": a}))
+            s = load_session("ort-cpu-fp32" if tag == "fp32" else "ort-cpu-int8", p, threads=args.threads)
+            runs[f"{name} | {tag}"] = s.timer()
         groups.append((name, ["u8s8"]))
     with pinned(args.threads):
         st = measure(runs, rounds=args.rounds, progress="timing")
     runs.clear()
     shutil.rmtree(d, ignore_errors=True)
-    print(f"\n| kernel | lowering | min ms | speedup vs fp32 |\n|---|---|---:|---:|")
+    print("\n| kernel | lowering | min ms | speedup vs fp32 |\n|---|---|---:|---:|")
     for name, tags in groups:
         base = st[f"{name} | fp32"].min_ms
         print(f"| {name} | fp32 | {base:.2f} | 1.00x |")
