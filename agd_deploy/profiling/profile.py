@@ -399,11 +399,6 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     return ProfileResult(out, len(entries), time.perf_counter() - t0, noise_rel, resumed_rounds, lowered)
 
 
-def _sum_entries(space: str, arch: dict, input_shape, ms: dict[str, float]) -> float:
-    a = Arch(space, arch["ops"], arch["widths"], list(input_shape))
-    return sum(ms[b.key] for b in a.blocks(input_shape))
-
-
 def fit_scale(sums: list[float], measured: list[float], call_ms: float,
               robust: bool = True) -> tuple[float, float, int | None]:
     """(scale, overhead, dropped) with measured ~= scale * sum + overhead over the reference nets (see
@@ -424,7 +419,8 @@ def fit_scale(sums: list[float], measured: list[float], call_ms: float,
         x, y = np.array(sums), np.array(measured)
         worst = int(np.argmax(np.abs(y - (scale * x + overhead))))
         keep = [i for i in range(len(sums)) if i != worst]
-        a, b = fit([float(v) for v in x[keep]], [float(v) for v in y[keep]])  # the line of the others, and how far the worst is from it
+        # the line of the others, and how far the worst net is from it
+        a, b = fit([float(v) for v in x[keep]], [float(v) for v in y[keep]])
         res = np.abs(y - (a * x + b))
         if res[worst] > 3 * float(np.median(res[keep])) and res[worst] > 0.02 * y[worst]:
             return a, b, worst
@@ -450,8 +446,10 @@ def calibrate(lut: LUT) -> LUT:
         for e in lut.entries.values():
             for f in ("min_ms", "p10_ms", "p50_ms", "p90_ms"):
                 e[f] = e[f] / old
-    sums = [_sum_entries(lut.space, r["arch"], lut.input_shape, {k: e[stat] for k, e in lut.entries.items()})
-            for r in refs]
+    sums = []
+    for r in refs:
+        arch = Arch(lut.space, r["arch"]["ops"], r["arch"]["widths"], list(lut.input_shape))
+        sums.append(sum(lut.entries[b.key][stat] for b in arch.blocks(lut.input_shape)))
     meas = [r["measured_ms"] for r in refs]
     scale, overhead, dropped = fit_scale(sums, meas, float(prof.get("call_ms", lut.overhead_ms)))
     fitted = [i for i in range(len(refs)) if i != dropped]
