@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import AgdError
-from .utils import atomic_write_json, atomic_write_text, cache_dir, check_writable, format_shape, sha256_file
+from .utils import atomic_write_json, atomic_write_text, check_writable, format_shape, sha256_file
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
 TEACHER = "realesrgan-x4plus"
@@ -45,7 +45,9 @@ class DemoConfig:
     train_batch: int = 8
     train_patch: int = 24
     train_lr: float = 1.5e-3    # a short schedule takes a high rate (with train's warm-up and gradient clipping)
-    shipped_lut: bool = False   # use the shipped LUT instead of profiling this machine (with a warning)
+    shipped_lut: bool = False   # start from the shipped LUT (checked on this machine like any other table)
+    transfer_probes: int = 10   # probe nets of a few-shot transfer from another device's table
+    min_within_10pct: float = 0.9  # the brief validation's bar: below it, re-profile once, then stop
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
 
@@ -128,75 +130,65 @@ def target_format(target: str, formats: list[str]) -> str:
 
 # ---------------------------------------------------------------------------------------------- stages
 
-def _device_key() -> dict[str, Any]:
-    """What makes a LUT valid on this machine: CPU model, core counts, GPU (not the host name)."""
-    from .runtimes.base import device_fingerprint
+def _device_key() -> str:
+    """What makes a LUT valid on this machine (`agd_deploy.device`: ISA, family/model, caches, cores, GPU)."""
+    from .device import identify
 
-    fp = device_fingerprint()
-    return {k: fp.get(k) for k in ("cpu", "cores", "usable_cores", "gpu", "machine")}
-
-
-def _same_device(theirs: dict[str, Any], mine: dict[str, Any]) -> bool:
-    return all(theirs.get(k) == mine.get(k) for k in ("cpu", "cores", "gpu"))
+    return identify().device_key
 
 
-def _lut_ok(path: Path, cfg: DemoConfig) -> bool:
-    from .profiling.lut import LUT, LUTError
+def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> dict[str, Any]:
+    """A latency table that predicts this machine, copied to `dest`:
 
-    try:
-        lut = LUT.load(path)
-        lut.check("sr", cfg.target, cfg.input_shape)
-    except LUTError:
-        return False
-    return lut.threads == cfg.threads and bool(lut.extra.get("profile", {}).get("complete", True))
+    1. one measured on (or checked or transferred to) this device: the user's tables, then the shipped ones;
+    2. else one of another device, checked here (`profiling.check`): if it fits, or fits after one speed
+       factor, its copy for this device;
+    3. else a few-shot transfer from it (`transfer_probes` probe nets), else a full profile (`profile_rounds`).
+    What 2 and 3 make is saved in this device's folder of the user's tables, so the next demo finds it in 1.
+    `force_profile` (after a failed validation): profile, whatever exists. `shipped_lut`: start from the
+    shipped table (checked like any other)."""
+    from .profiling import tables
+    from .profiling.check import check_table, rescaled
+    from .profiling.profile import ProfileConfig, profile
+    from .profiling.transfer import transfer
 
-
-def stage_profile(cfg: DemoConfig, dest: Path) -> dict[str, Any]:
-    """A LUT for this machine: the user cache for this device fingerprint, else measure now (and cache it).
-    With shipped_lut: the table shipped in the wheel, whatever machine measured it (a warning says so)."""
-    from .profiling.lut import LUT
-    from .profiling.profile import ProfileConfig, find_table, profile
-
-    dev = _device_key()
-    name = f"sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
-    if cfg.shipped_lut:
-        shipped = find_table(cfg.target, "sr", cfg.input_shape, cfg.threads)
-        if shipped is None or not _lut_ok(shipped, cfg):
-            raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(cfg.input_shape)} "
-                           f"t{cfg.threads}; run without --shipped-lut to profile this machine")
-        lut = LUT.load(shipped)
-        if not _same_device(lut.device, dev):
-            theirs = {k: lut.device.get(k) for k in ("cpu", "cores", "gpu")}
-            _log(f"warning: using the shipped latency table measured on {theirs}, not on this machine: "
-                 "predicted and measured latency may disagree")
-        source, src_path = "shipped", shipped
-    else:
-        cached = cache_dir("latency_tables", _key(dev)) / cfg.target / name
-        shipped = find_table(cfg.target, "sr", cfg.input_shape, cfg.threads)
-        if _lut_ok(cached, cfg):
-            _log(f"  reusing the latency table cached for this machine: {cached}")
-            source = "cache"
-        elif shipped is not None and _lut_ok(shipped, cfg) and _same_device(LUT.load(shipped).device, dev):
-            _log(f"  reusing the shipped latency table, measured on this machine: {shipped}")
-            source, cached = "shipped (this machine)", shipped
+    shape, verdict = list(cfg.input_shape), None
+    cache_path = tables.user_path(cfg.target, "sr", shape, cfg.threads)
+    found = None if force_profile else tables.find(cfg.target, "sr", shape, cfg.threads)
+    if cfg.shipped_lut and not force_profile:
+        found = next((f for f in tables.candidates(cfg.target, "sr", shape, cfg.threads) if f.root == "shipped"),
+                     None)
+        if found is None:
+            raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(shape)} t{cfg.threads}; "
+                           "run without --shipped-lut to profile this machine")
+    if found is not None and found.this_device:
+        _log(f"  using the latency table of this device: {found.path}")
+        source, src_path, verdict = f"this device ({found.root})", found.path, "this-device"
+    elif found is not None:
+        _log(f"  latency table {found.describe()}: not this device; checking it (<= 30 s) ...")
+        res = check_table(found.lut, budget_s=30.0)
+        verdict = res.verdict
+        _log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%): "
+             f"{res.reason}")
+        if res.usable:
+            rescaled(found.lut, res).save(cache_path)
+            source = f"{res.verdict} from {found.path}"
         else:
-            _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
-            try:
-                profile(ProfileConfig(target=cfg.target, space="sr", input_shape=list(cfg.input_shape),
-                                      threads=cfg.threads, rounds=cfg.profile_rounds), cached, progress=True)
-                source = "profiled"
-            except AgdError as e:
-                if shipped is None or not _lut_ok(shipped, cfg):
-                    raise
-                _log(f"warning: profiling failed ({e}); falling back to the shipped latency table {shipped}, "
-                     f"measured on {LUT.load(shipped).device.get('cpu')!r}: predictions may not hold here")
-                source, cached = "shipped (fallback)", shipped
-        src_path = cached
+            _log(f"  transferring it to this device with {cfg.transfer_probes} probe nets ...")
+            transfer(found.lut, probes=cfg.transfer_probes, progress=True).table.save(cache_path)
+            source = f"transferred from {found.path}"
+        src_path = cache_path
+    else:
+        _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
+        profile(ProfileConfig(target=cfg.target, space="sr", input_shape=shape, threads=cfg.threads,
+                              rounds=cfg.profile_rounds), cache_path, progress=True)
+        source, src_path, verdict = "profiled", cache_path, "profiled"
     dest.parent.mkdir(parents=True, exist_ok=True)
     d = json.loads(Path(src_path).read_text())
     d["source"] = f"{source}: {src_path}"
     atomic_write_json(dest, d)
-    return {"table": str(dest), "source": source, "from": str(src_path), "sha256": sha256_file(dest)}
+    return {"table": str(dest), "source": source, "from": str(src_path), "sha256": sha256_file(dest),
+            "check": verdict}
 
 
 def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) -> dict[str, Any]:
@@ -351,14 +343,26 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
 
     # 1. profile + brief validation
     table = run / "profile" / f"{cfg.target}-sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
-    prof = stages("profile", {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads,
-                              "rounds": cfg.profile_rounds, "space": _space_hash(), "device": _device_key(),
-                              "shipped": cfg.shipped_lut},
-                  lambda resume: stage_profile(cfg, table), [table])
-    _check_budget(cfg, table)
+    pkey = {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads, "rounds": cfg.profile_rounds,
+            "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
+    prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
-    stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
-           lambda resume: stage_validate(cfg, table, val_json, val_png), [val_json])
+
+    def validated() -> dict[str, Any]:
+        return stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
+                      lambda resume: stage_validate(cfg, table, val_json, val_png), [val_json])
+
+    val = validated()
+    if val["lut"]["within_10pct"] < cfg.min_within_10pct and prof["source"] != "profiled":
+        log(f"[validate] only {val['lut']['within_10pct'] * 100:.0f}% of {val['n']} nets within ±10% of the "
+            f"table ({prof['source']}): profiling this machine once")
+        prof = stages("profile", dict(pkey, force=True), lambda resume: stage_profile(cfg, table, True), [table])
+        val = validated()
+    if val["lut"]["within_10pct"] < cfg.min_within_10pct:
+        raise AgdError(f"the latency table does not predict this machine: {val['lut']['within_10pct'] * 100:.0f}% "
+                       f"of {val['n']} random nets within ±10% (needs {cfg.min_within_10pct * 100:.0f}%), see "
+                       f"{val_png}; the machine may be too noisy to time now")
+    _check_budget(cfg, table)
 
     # 2. search under the budget
     sdir = run / "search"
@@ -414,12 +418,18 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
                "teacher": {k: v for k, v in (quality.get("teacher") or {}).items() if k in ("psnr", "ssim")},
                "exports": manifest["artifacts"], "seconds": dict(stages.seconds),
                "eval_images": f"built-in held-out images, centre {cfg.eval_side}x{cfg.eval_side} HR crops",
-               "lut_source": prof["source"], "reused_stages": list(stages.reused)}
+               "lut_source": prof["source"], "lut_check": prof.get("check"), "device": _device(),
+               "lut_validation": {"within_10pct": val["lut"]["within_10pct"], "mape": val["lut"]["mape"],
+                                  "n": val["n"]},
+               "reused_stages": list(stages.reused)}
     st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
         summary["student_gain_vs_bicubic_db"] = round(st - bi, 4)
     if isinstance(summary["budget_ms"], (int, float)):
         summary["within_budget"] = bool(meas["measured_ms"] <= summary["budget_ms"])
+    if isinstance(summary["predicted_ms"], (int, float)) and meas["measured_ms"]:
+        summary["prediction_rel_error"] = round(abs(summary["predicted_ms"] - meas["measured_ms"])
+                                                / meas["measured_ms"], 4)
     t0 = time.perf_counter()
     summary["wall_seconds"] = round(t0 - t_start, 2)
     atomic_write_json(run / "summary.json", summary)
@@ -430,6 +440,12 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     atomic_write_json(run / "summary.json", summary)
     write_report(run)
     return summary
+
+
+def _device() -> dict[str, Any]:
+    from .runtimes.base import device_fingerprint
+
+    return device_fingerprint()
 
 
 def _space_hash() -> str:

@@ -31,7 +31,8 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
               help="Whole nets timed beside the blocks to calibrate the per-net overhead.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Table file (default latency_tables/<target>/<space>-<H>x<W>-t<threads>.json).")
+              help="Table file (default: this device's folder of the user's tables, "
+                   "<cache>/latency_tables/<target>/<device>/<space>-<H>x<W>-t<threads>.json).")
 @click.option("--only", default=None, hidden=True, help="Comma-separated block keys (testing: a partial table).")
 @click.option("--clock", type=click.Choice(["cpu", "wall"]), default=None,
               help="cpu: the timing thread's CPU time (default at 1 thread: robust to other jobs on a shared "
@@ -74,20 +75,28 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
                    "table with `agd profile validate`", err=True)
 
 
-def _load_table(table, target: str | None, space: str, shape, threads: int):
+def usable_table(table, target: str | None, space: str, shape, threads: int, allow_other_device: bool,
+                 progress: bool = True):
+    """The table a command predicts with on this machine: --table, else the best one found for this device
+    (`profiling.tables`); one of another device is checked first (`profiling.check.gate`) and refused when
+    stale. None when no table exists."""
+    from ..profiling import tables
+    from ..profiling.check import gate
     from ..profiling.lut import LUT
-    from ..profiling.profile import find_table
 
     if table:
         lut = LUT.load(table)
     else:
-        p = find_table(target, space, shape, threads) if target else None
-        if p is None:
+        found = tables.find(target, space, shape, threads) if target else None
+        if found is None:
             return None
-        lut = LUT.load(p)
+        lut = found.lut
     lut.check(space, target, shape)
-    lut.warn_if_other_device()
-    return lut
+    return gate(lut, allow_other_device=allow_other_device, progress=progress)[0]
+
+
+ALLOW_OTHER = click.option("--allow-other-device", is_flag=True,
+                           help="Use a table that a check found stale on this machine (its ms are another device's).")
 
 
 @profile.command("measure")
@@ -97,8 +106,9 @@ def _load_table(table, target: str | None, space: str, shape, threads: int):
               help="LUT for the prediction (default: the shipped table of the target, if any).")
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--rounds", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@ALLOW_OTHER
 @click.option("--json", "as_json", is_flag=True)
-def measure_cmd(model: Path, target, table, threads, rounds, as_json) -> None:
+def measure_cmd(model: Path, target, table, threads, rounds, allow_other_device, as_json) -> None:
     """Predict (from a LUT) and measure one whole net: MODEL is an arch .json or a checkpoint folder."""
     from ..profiling.lut import LUT
     from ..profiling.predictor import predict_ms
@@ -110,14 +120,15 @@ def measure_cmd(model: Path, target, table, threads, rounds, as_json) -> None:
         if table is None:
             raise click.UsageError("give --target or --table")
         target = LUT.load(table).target
-    lut = _load_table(table, target, arch.space, arch.input_shape, threads)
+    lut = usable_table(table, target, arch.space, arch.input_shape, threads, allow_other_device, not as_json)
     stat = lut.statistic if lut else "min_ms"
     predicted = predict_ms(lut, arch) if lut else None
-    from ..runtimes.timing import default_clock
+    from ..profiling.profile import table_lowering
+    from ..runtimes.timing import target_clock
 
-    clock = lut.clock if lut else default_clock(threads)
+    clock = lut.clock if lut else target_clock(target, threads)
     measured = measure_one(arch, target, threads=threads, rounds=rounds, statistic=stat, progress=not as_json,
-                           clock=clock)
+                           clock=clock, int8=table_lowering(lut) if lut else None)
     out = {"predicted_ms": None if predicted is None else round(predicted, 4), "measured_ms": round(measured, 4),
            "target": target, "statistic": stat, "clock": clock, "table": str(lut.path) if lut else None}
     pred_txt = f"predicted {predicted:.2f} ms" if predicted is not None else "no table for a prediction"
@@ -146,7 +157,8 @@ def validate_cmd(table: Path, n, seed, rounds, plot, lower_only, as_json) -> Non
     if as_json:
         click.echo(json.dumps(rep))
         return
-    lines = [f"{rep['n']} random nets on {lut.target} ({table}):"]
+    lines = [f"{rep['n']} random nets on {lut.target} ({table}):",
+             f"  table measured on {rep['devices']['table']}", f"  this machine:     {rep['devices']['here']}"]
     for k in ("lut", "flops"):
         m = rep[k]
         lines.append(f"  {k:5s}  MAPE {m['mape'] * 100:5.1f}%  within ±10% {m['within_10pct'] * 100:5.1f}%  "
@@ -168,7 +180,11 @@ def compare_cmd(table_a: Path, table_b: Path, n, as_json) -> None:
     from ..profiling.compare import compare_tables
     from ..profiling.lut import LUT
 
-    rep = compare_tables(LUT.load(table_a), LUT.load(table_b), n_nets=n)
+    from ..profiling.check import describe_device
+
+    a, b = LUT.load(table_a), LUT.load(table_b)
+    rep = compare_tables(a, b, n_nets=n)
+    rep["devices"] = {"a": a.device, "b": b.device, "same_device": _same(a, b)}
     if as_json:
         click.echo(json.dumps(rep))
         return
@@ -181,4 +197,75 @@ def compare_cmd(table_a: Path, table_b: Path, n, as_json) -> None:
         f"  B/A speed ratio {rep['speed_ratio']:.3f}; after removing it {b['median_rel_diff_after_speed_ratio'] * 100:.1f}%",
         f"  worst block {b['worst']['key']}: {b['worst']['a_ms']} vs {b['worst']['b_ms']} ms",
         f"  predictions of {p['n']} random nets: median rel. diff {p['median_rel_diff'] * 100:.1f}%, "
-        f"max {p['max_rel_diff'] * 100:.1f}%, mean B/A {p['mean_ratio']:.3f}"]))
+        f"max {p['max_rel_diff'] * 100:.1f}%, mean B/A {p['mean_ratio']:.3f}",
+        f"  A measured on {describe_device(a.device)}",
+        f"  B measured on {describe_device(b.device)}"
+        + ("" if rep["devices"]["same_device"] else "  (another device, or unknown: differences are expected)")]))
+
+
+def _same(a, b) -> bool:
+    from ..device import same_device
+
+    return same_device(a.device, b.device)
+
+
+@profile.command("check")
+@click.option("--table", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The LUT to check.")
+@click.option("--seconds", type=click.FloatRange(5, 600), default=25.0, show_default=True,
+              help="Time budget of conversions and timing (the command answers in about 4 s more).")
+@click.option("--json", "as_json", is_flag=True)
+def check_cmd(table: Path, seconds, as_json) -> None:
+    """Does TABLE predict this machine? Re-times the reference nets it carries: fits / rescaled-fits / stale.
+    Exit 0 for fits and rescaled-fits, 1 for stale."""
+    from ..profiling.check import check_table, describe_device
+    from ..profiling.lut import LUT
+
+    lut = LUT.load(table)
+    res = check_table(lut, budget_s=seconds, progress=not as_json)
+    if as_json:
+        click.echo(json.dumps(res.to_dict()))
+    else:
+        lines = [f"{table}: {res.verdict.upper()} on this machine ({res.reason})",
+                 f"  speed ratio here/table {res.speed_ratio:.3f}, spread after it {res.spread * 100:.1f}%, "
+                 f"largest deviation {res.max_abs_dev * 100:.1f}%, tolerance {res.tolerance * 100:.1f}% "
+                 f"(check noise {res.noise * 100:.1f}%), {len(res.nets)} nets x {res.rounds} rounds in "
+                 f"{res.seconds:.1f} s",
+                 f"  table measured on {describe_device(res.table_device or lut.device)}",
+                 f"  this machine:     {describe_device(res.this_device)}"]
+        lines += [f"    net {i}: table {n['table_ms']:.2f} ms, here {n['here_ms']:.2f} ms, x{n['ratio']:.3f}"
+                  for i, n in enumerate(res.nets)]
+        click.echo("\n".join(lines))
+    if not res.usable:
+        raise SystemExit(1)
+
+
+@profile.command("transfer")
+@click.option("--from", "source", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A table of another device (same target, space, input size).")
+@click.option("--probes", type=click.IntRange(0, 200), default=10, show_default=True,
+              help="Whole nets measured here (beside the source's reference nets).")
+@click.option("--rounds", type=click.IntRange(1, 1000), default=5, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The new table (default: this device's folder of the user's tables).")
+@click.option("--jobs", "jobs_n", type=click.IntRange(1, 64), default=None, help="Conversion processes.")
+@click.option("--json", "as_json", is_flag=True)
+def transfer_cmd(source: Path, probes, rounds, seed, out, jobs_n, as_json) -> None:
+    """Few-shot transfer: time K probe nets here and fit per-op-class scales of a table from another device."""
+    from ..profiling import tables
+    from ..profiling.lut import LUT
+    from ..profiling.transfer import transfer
+
+    src = LUT.load(source)
+    res = transfer(src, probes=probes, rounds=rounds, seed=seed, progress=not as_json, jobs_n=jobs_n)
+    if out is None:
+        out = tables.user_path(src.target, src.space, src.input_shape, src.threads)
+    res.table.save(out)
+    s = res.summary()
+    if as_json:
+        click.echo(json.dumps(s))
+        return
+    sc = ", ".join(f"{k} x{v:.3f}" for k, v in s["scales"].items())
+    click.echo(f"wrote {out}: transferred from {source} with {probes} probes in {s['seconds']:.0f} s; scales {sc}; "
+               f"fit residuals median {s['fit']['median_abs_rel_error'] * 100:.1f}%, "
+               f"max {s['fit']['max_abs_rel_error'] * 100:.1f}% (check it: agd profile validate --table {out})")

@@ -11,7 +11,7 @@ import click
 @click.argument("recipe")
 @click.option("--target", default=None, help="Target the budget is for, e.g. ort-cpu-int8 (default: the recipe's).")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
-              help="Latency table (default: the shipped latency_tables/<target>/<space>-<H>x<W>-t1.json).")
+              help="Latency table (default: the one measured on this device, else one checked here; see agd profile check).")
 @click.option("--budget-ms", type=click.FloatRange(min=0, min_open=True), default=None, help="Latency budget in ms.")
 @click.option("--budget-frac", type=click.FloatRange(0, 1), default=None,
               help="Budget = min + F*(max-min) of the predicted latency of the smallest and largest arch.")
@@ -24,9 +24,11 @@ import click
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: agd-search/<recipe>).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the recipe's step count.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--allow-other-device", is_flag=True,
+              help="Search with a table that a check found stale on this machine (its ms are another device's).")
 @click.option("--json", "as_json", is_flag=True, help="Print arch.json's object.")
 def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmacs, teacher, data, out, steps, resume,
-           as_json):
+           allow_other_device, as_json):
     """Search RECIPE (a shipped name like sr_x4_tiny, or a YAML path) under a budget; writes OUT/arch.json."""
     from ..search.config import SearchConfig
     from ..search.run import search as run_search
@@ -35,6 +37,14 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
         raise click.UsageError("give --budget-ms or --budget-frac, not both")
     cfg = SearchConfig.load(recipe)
     out = out or f"agd-search/{cfg.name}"
+    if (cost_name or cfg.cost) == "latency" or table:
+        from ..profiling.lut import LUT
+        from .profile import usable_table
+
+        tgt = target or (LUT.load(table).target if table else cfg.target)
+        lut = usable_table(table, tgt, cfg.space, cfg.input_shape, 1, allow_other_device, not as_json)
+        if lut is not None:
+            table, target = str(lut.path), tgt
     res = run_search(cfg, target=target, table=table, cost_name=cost_name, budget_ms=budget_ms,
                      budget_frac=budget_frac, budget_gmacs=budget_gmacs, teacher=teacher, data=data, out=out,
                      resume=resume, steps=steps, progress=not as_json)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .lut import LUT, LUTError
+from ..space import sample_archs
 from .predictor import predict_ms
 
 
@@ -26,8 +27,6 @@ def _rel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def compare_tables(a: LUT, b: LUT, n_nets: int = 200, seed: int = 0) -> dict[str, Any]:
     """Entry-by-entry and prediction-level agreement of two tables (same space, target, shape)."""
-    from .validate import sample_archs
-
     if (a.space, a.space_hash, a.target, list(a.input_shape)) != (b.space, b.space_hash, b.target,
                                                                   list(b.input_shape)):
         raise LUTError(f"cannot compare a {a.target} {a.space} table with a {b.target} {b.space} table of another "

@@ -30,7 +30,6 @@ the same settings skips what is there and continues at the next round; the folde
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import statistics
 import time
@@ -42,8 +41,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import AgdError
-from ..space import Arch, BlockSpec, build, get_space
-from ..utils import atomic_write_json, format_shape, resource_dir
+from ..space import Arch, BlockSpec, build, get_space, sample_archs
+from ..utils import atomic_write_json
+from . import tables
 from .lut import LUT, now_iso
 
 IDENTITY = "overhead:identity"
@@ -63,11 +63,15 @@ class ProfileConfig:
     seed: int = 0
     only: list[str] | None = None  # restrict to these block keys (tests); the table is then partial
     clock: str = ""  # "cpu" (thread CPU time, default at 1 thread) | "wall"; see runtimes/timing.py
+    int8: dict | None = None  # the ONNX int8 lowering (OrtInt8Config fields); None = chosen for this device
 
     def __post_init__(self) -> None:
-        from ..runtimes.timing import CLOCKS, default_clock
+        from ..runtimes.targets import get_target
+        from ..runtimes.timing import CLOCKS, target_clock
 
-        self.clock = self.clock or default_clock(self.threads)
+        self.clock = self.clock or target_clock(get_target(self.target, require=False), self.threads)
+        if self.int8 is None:
+            self.int8 = default_lowering(self.target)
         if self.clock not in CLOCKS:
             raise AgdError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.clock == "cpu" and self.threads != 1:
@@ -84,7 +88,7 @@ class ProfileConfig:
     def lowering_fingerprint(self) -> dict[str, Any]:
         """What reused artifacts must share (timing settings may differ)."""
         return {k: v for k, v in self.fingerprint().items() if k in ("target", "space", "space_hash", "input_shape",
-                                                                      "ref_nets", "seed", "only")}
+                                                                      "ref_nets", "seed", "only", "int8")}
 
 
 @dataclass
@@ -102,15 +106,37 @@ class ProfileResult:
                 "lowered": self.lowered}
 
 
-def default_table_path(target: str, space: str, input_shape, threads: int) -> Path:
-    """latency_tables/<target>/<space>-<H>x<W>-t<threads>.json (the shipped tables' folder)."""
-    h, w = input_shape[2], input_shape[3]
-    return resource_dir("latency_tables") / target / f"{space}-{h}x{w}-t{threads}.json"
+def default_lowering(target: str, identity=None) -> dict | None:
+    """The ISA-dependent part of a target's lowering, chosen for `identity` (default: this machine, the device
+    a CPU table is measured on): the ONNX int8 config of ORT int8 targets (`OrtInt8Config.for_device`), None for
+    targets whose conversion does not depend on the ISA."""
+    from ..runtimes.targets import get_target
+
+    t = get_target(target, require=False)
+    if not t.is_int8 or t.runtime not in ("ort", "tensorrt"):
+        return None
+    from ..device import identify
+    from ..quant.onnx import OrtInt8Config
+
+    if t.runtime == "tensorrt":
+        return OrtInt8Config(symmetric_activations=True).to_dict()
+    return OrtInt8Config.for_device(identity or identify()).to_dict()
 
 
-def find_table(target: str, space: str, input_shape, threads: int = 1) -> Path | None:
-    p = default_table_path(target, space, input_shape, threads)
-    return p if p.is_file() else None
+def table_lowering(lut: LUT) -> dict | None:
+    """The int8 lowering a table's blocks were made with, so that checks, validation and export make the same
+    files. Tables from before ISA-aware lowering (no `lowering` key) used OrtInt8Config()'s defaults."""
+    low = lut.extra.get("lowering")
+    if isinstance(low, dict) and "ort_int8" in low:
+        return low["ort_int8"]
+    from ..runtimes.targets import get_target
+
+    t = get_target(lut.target, require=False)
+    if t.is_int8 and t.runtime in ("ort", "tensorrt"):
+        from ..quant.onnx import OrtInt8Config
+
+        return OrtInt8Config(symmetric_activations=t.runtime == "tensorrt").to_dict()
+    return None
 
 
 def pass_bounds(rounds: int, passes: int) -> list[int]:
@@ -122,8 +148,6 @@ def pass_bounds(rounds: int, passes: int) -> list[int]:
 
 def reference_archs(space: str, input_shape, n: int, seed: int) -> list[Arch]:
     """Smallest, largest, then random archs spread over width levels (seed differs from validation's)."""
-    from .validate import sample_archs
-
     archs = [Arch.extreme(space, False, input_shape), Arch.extreme(space, True, input_shape)][:n]
     archs += sample_archs(space, max(0, n - 2), seed=10_000 + seed, input_shape=input_shape)
     return archs
@@ -174,16 +198,19 @@ def block_example_shape(spec: BlockSpec) -> list[int]:
     return [1, spec.cin, spec.h, spec.w]
 
 
-def lower_model(target, module, shape, out_dir: Path, name: str, quantized_io: bool, value_range=(0.0, 1.0)) -> Path:
-    """Lower one torch module at a fixed input shape for `target` (via runtimes.targets, the one lowering)."""
+def lower_model(target, module, shape, out_dir: Path, name: str, quantized_io: bool, value_range=(0.0, 1.0),
+                int8: dict | None = None) -> Path:
+    """Lower one torch module at a fixed input shape for `target` (via runtimes.targets, the one lowering).
+    `int8`: OrtInt8Config fields for ORT int8 targets (None: chosen for this machine)."""
     import torch
 
+    from ..quant.onnx import OrtInt8Config
     from ..runtimes import targets as T
 
     example = torch.from_numpy(_calib(shape, 1, seed=1, value_range=value_range)[0])
     calib = _calib(shape, 2, seed=2, value_range=value_range)
     return Path(T.lower(target, module.eval(), example, out_dir, calib=calib, name=name,
-                        quantized_io=quantized_io))
+                        quantized_io=quantized_io, int8_config=OrtInt8Config.from_dict(int8) if int8 else None))
 
 
 @dataclass
@@ -199,6 +226,7 @@ class LowerJob:
     name: str
     quantized_io: bool
     space: str = "sr"
+    int8: dict | None = None  # OrtInt8Config fields (ORT int8 targets)
 
     def run(self) -> str:
         import zlib
@@ -217,7 +245,7 @@ class LowerJob:
             module = _Identity()
         return str(lower_model(T.get_target(self.target), module, self.shape, Path(self.out_dir), self.name,
                                quantized_io=self.quantized_io, value_range=sp.value_range if self.kind == "net"
-                               else (0.0, 1.0)))
+                               else (0.0, 1.0), int8=self.int8))
 
 
 def _run_job(job: LowerJob) -> tuple[str, str]:
@@ -294,7 +322,7 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
         raise AgdError(str(e)) from None
     if cfg.rounds < 2:
         raise AgdError("--rounds must be at least 2 (the noise figure compares two halves of the rounds)")
-    out = Path(out) if out else default_table_path(cfg.target, sp.name, shape, cfg.threads)
+    out = Path(out) if out else tables.user_path(cfg.target, sp.name, shape, cfg.threads)
     h, w = shape[2], shape[3]
     blocks = sp.all_blocks(h, w)
     if cfg.only:
@@ -314,12 +342,13 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     jobs: list[LowerJob] = []
     for b in blocks:
         jobs.append(LowerJob(b.key, cfg.target, "block", b.key, block_example_shape(b), str(work), _safe(b.key),
-                             int8, space=sp.name))
-    jobs.append(LowerJob(IDENTITY, cfg.target, "identity", "", [1, 3, 8, 8], str(work), "identity", int8))
+                             int8, space=sp.name, int8=cfg.int8))
+    jobs.append(LowerJob(IDENTITY, cfg.target, "identity", "", [1, 3, 8, 8], str(work), "identity", int8,
+                         int8=cfg.int8))
     refs = reference_archs(sp.name, shape, cfg.ref_nets, cfg.seed) if not cfg.only else []
     for i, arch in enumerate(refs):
         jobs.append(LowerJob(f"{REF_PREFIX}{i}", cfg.target, "net", arch.to_json(), shape, str(work), f"net{i}",
-                             False, space=sp.name))
+                             False, space=sp.name, int8=cfg.int8))
     todo = [j for j in jobs if j.key not in part.artifacts or not Path(part.artifacts[j.key]).exists()]
     lowered = 0
 
@@ -393,6 +422,10 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
                                  "noise_median_rel_diff": round(noise_rel, 4),
                                  "noise_parts": {k: round(v, 4) for k, v in noise_parts.items()},
                                  "complete": not cfg.only}})
+    if cfg.int8:
+        from ..device import identify
+
+        lut.extra["lowering"] = {"ort_int8": dict(cfg.int8), "chosen_for": identify().device_class}
     calibrate(lut)
     lut.save(out)
     shutil.rmtree(work, ignore_errors=True)
@@ -493,14 +526,3 @@ def _bar(items, progress: bool, desc: str, total_rounds: int | None = None):
         return tqdm(items, desc=desc, unit="round", total=total_rounds)
     items = list(items)
     return tqdm(items, desc=desc, unit="model")
-
-
-def sample_key_subset(space: str, input_shape, n: int, seed: int = 0) -> list[str]:
-    """n block keys of a space (tests profile a subset)."""
-    sp = get_space(space)
-    keys = [b.key for b in sp.all_blocks(input_shape[2], input_shape[3])]
-    return random.Random(seed).sample(keys, min(n, len(keys)))
-
-
-def describe(lut: LUT) -> str:
-    return f"{lut.target} {lut.space} {format_shape(lut.input_shape)} t{lut.threads}: {len(lut.entries)} entries"

@@ -8,39 +8,17 @@ no predictor can rank the nets better than the measurement agrees with itself.""
 from __future__ import annotations
 
 import functools
-
-import random
+import json
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import AgdError
-from ..space import Arch, build, count, get_space
+from ..space import Arch, build, count, get_space, sample_archs
 from .lut import LUT
 from .predictor import predict_ms
-
-
-def sample_archs(space: str, n: int, seed: int = 0, input_shape=None) -> list[Arch]:
-    """n random archs spanning the latency range: each arch draws a "width level" and a "skip share", then
-    widths near that level and ops with that share of `skip`, so narrow/cheap and wide/heavy nets both appear
-    (uniform sampling alone concentrates around the middle)."""
-    sp = get_space(space)
-    rng = random.Random(seed)
-    archs = []
-    for _ in range(n):
-        level = rng.uniform(0, 4)
-        skip_share = rng.uniform(0, 0.6)
-        widths = {}
-        for name, ch in sp.width_vars.items():
-            i = int(round(min(len(ch) - 1, max(0, level + rng.uniform(-1.5, 1.5)))))
-            widths[name] = ch[i]
-        others = [o for o in sp.ops if o != "skip"]
-        ops = ["skip" if rng.random() < skip_share else rng.choice(others) for _ in range(sp.n_positions)]
-        archs.append(Arch(sp.name, ops, widths, list(input_shape or sp.default_input)))
-    return archs
 
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
@@ -58,39 +36,27 @@ def flops_fit(gmacs: np.ndarray, meas: np.ndarray) -> np.ndarray:
     return a * gmacs + b
 
 
-@dataclass
-class NetTiming:
-    predicted_ms: float
-    measured_ms: float
-    gmacs: float
-    pass_ms: tuple[float, float]
-
-
-def _artifact_dir(target_name: str, arch: Arch) -> Path:
+def _artifact_dir(target_name: str, arch: Arch, int8: dict | None) -> Path:
     """Lowered validation nets are cached (a rerun, or `--lower-only` ahead of timing, skips conversions)."""
     from ..utils import cache_dir
 
     sp = arch.space_obj
-    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{_lowering_tag(target_name)}")
+    tag = _lowering_tag(target_name, json.dumps(int8, sort_keys=True))
+    return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{tag}")
 
 
 @functools.lru_cache(maxsize=None)
-def _lowering_tag(target_name: str) -> str:
+def _lowering_tag(target_name: str, int8_json: str) -> str:
     """A change of converter versions or int8 settings must not reuse old artifacts. Computed once per target
-    (asking a runtime for its versions imports it), not once per net."""
+    and lowering (asking a runtime for its versions imports it), not once per net."""
     import hashlib
-    import json
 
-    from ..quant.onnx import OrtInt8Config
+    import torch
+
     from ..runtimes import targets as T
 
-    how = {"versions": T.runtime_for(target_name).versions(), "ort_int8": OrtInt8Config().to_dict()}
-    try:
-        import torch
-
-        how["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
-        pass
+    how = {"versions": T.runtime_for(target_name).versions(), "ort_int8": json.loads(int8_json),
+           "torch": torch.__version__}
     return hashlib.sha1(json.dumps(how, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -100,54 +66,45 @@ def _arch_id(arch: Arch) -> str:
     return hashlib.sha1(arch.to_json().encode()).hexdigest()[:16]
 
 
-def lower_archs(archs: list[Arch], target_name: str, progress: bool = True, jobs_n: int | None = None) -> list[Path]:
+def lower_archs(archs: list[Arch], target_name: str, progress: bool = True, jobs_n: int | None = None,
+                int8: dict | None = None) -> list[Path]:
     """Lower each arch's whole net for the target (float in/out, as exported), reusing cached artifacts;
-    conversions run `jobs_n` processes at a time (default: one per usable core, at most 4)."""
+    conversions run `jobs_n` processes at a time (default: one per usable core, at most 4). `int8`: the ONNX
+    int8 lowering (a table's, `profile.table_lowering`); None = the one chosen for this machine."""
     from ..runtimes import targets as T
-    from .profile import LowerJob, run_lower_jobs
+    from .profile import LowerJob, default_lowering, run_lower_jobs
 
     target = T.get_target(target_name)
+    int8 = int8 if int8 is not None else default_lowering(target_name)
     arts: dict[str, Path] = {}
     todo = []
     for a in archs:
-        folder, name = _artifact_dir(target_name, a), f"net-{_arch_id(a)}"
+        folder, name = _artifact_dir(target_name, a, int8), f"net-{_arch_id(a)}"
         done = folder / f"{name}{target.suffix}"
         if done.exists():
             arts[name] = done
         else:
             todo.append(LowerJob(name, target_name, "net", a.to_json(), list(a.input_shape), str(folder), name,
-                                 False, space=a.space))
+                                 False, space=a.space, int8=int8))
     run_lower_jobs(todo, jobs_n, progress, f"lowering {target_name}", lambda k, p: arts.__setitem__(k, Path(p)))
     return [arts[f"net-{_arch_id(a)}"] for a in archs]
 
 
 def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int, statistic: str = "min_ms",
-                  seed: int = 0, progress: bool = True, clock: str = "cpu") -> list[tuple[float, float, float]]:
+                  seed: int = 0, progress: bool = True, clock: str = "", int8: dict | None = None,
+                  ) -> list[tuple[float, float, float]]:
     """Lower each arch's whole net for the target and time them all interleaved in two passes of `rounds`
     rounds (alternating rounds). Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
-    from ..runtimes import targets as T
-    from ..runtimes.timing import Stats, pinned
-    from .profile import _bar
-    from ..runtimes.timing import timed_rounds
+    from ..runtimes.timing import Stats, time_artifacts
 
-    target = T.get_target(target_name)
-    arts = lower_archs(archs, target_name, progress)
-    with pinned(threads):
-        sessions = [T.load_session(target, p, threads=threads) for p in arts]
-        runs = {str(i): s.timer() for i, s in enumerate(sessions)}
-        samples: list[dict[str, list[float]]] = [{k: [] for k in runs}, {k: [] for k in runs}]
-        total = 2 * rounds
-        it = timed_rounds(runs, range(total), clock, seed=seed * 7919 + 1)
-        for r, sample in _bar(it, progress, f"timing {len(runs)} nets x2", total_rounds=total):
-            for k, ms in sample.items():
-                samples[r % 2][k].append(ms)
-        for s in sessions:
-            s.close()
+    arts = lower_archs(archs, target_name, progress, int8=int8)
+    samples = time_artifacts(target_name, {str(i): p for i, p in enumerate(arts)}, 2 * rounds, threads=threads,
+                             clock=clock, seed=seed * 7919 + 1,
+                             progress=f"timing {len(arts)} nets x2" if progress else False)
     out = []
-    for k in runs:
-        both = Stats.from_samples(samples[0][k] + samples[1][k]).get(statistic)
-        out.append((both, Stats.from_samples(samples[0][k]).get(statistic),
-                    Stats.from_samples(samples[1][k]).get(statistic)))
+    for i in range(len(arts)):
+        xs = samples[str(i)]
+        out.append(tuple(Stats.from_samples(v).get(statistic) for v in (xs, xs[0::2], xs[1::2])))
     return out
 
 
@@ -161,20 +118,26 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
         raise AgdError("--n must be at least 3 to compute rank correlations")
     sp = get_space(lut.space)
     lut.check(sp)
-    lut.warn_if_other_device()
+    from .profile import table_lowering
+
+    int8 = table_lowering(lut)
     archs = sample_archs(sp.name, n, seed=seed, input_shape=lut.input_shape)
     if lower_only:
-        lower_archs(archs, lut.target, progress)
+        lower_archs(archs, lut.target, progress, int8=int8)
         return {"lowered": len(archs)}
     pred = np.array([predict_ms(lut, a) for a in archs])
     gmacs = np.array([count(build(a), a.input_shape).gmacs for a in archs])
     timings = measure_archs(archs, lut.target, lut.threads, rounds, lut.statistic, seed=seed, progress=progress,
-                            clock=lut.clock)
+                            clock=lut.clock, int8=int8)
     meas = np.array([t[0] for t in timings])
     p1, p2 = np.array([t[1] for t in timings]), np.array([t[2] for t in timings])
     flops_pred = flops_fit(gmacs, meas)
+    from .check import describe_device
+    from ..runtimes.base import device_fingerprint
+
     report = {"n": n, "seed": seed, "target": lut.target, "table": str(lut.path) if lut.path else None,
-              "clock": lut.clock,
+              "clock": lut.clock, "table_device": lut.device, "this_device": device_fingerprint(),
+              "devices": {"table": describe_device(lut.device), "here": describe_device(device_fingerprint())},
               "lut": metrics(pred, meas), "flops": metrics(flops_pred, meas),
               "repeatability": {"spearman": float(stats.spearmanr(p1, p2).statistic),
                                 "median_rel_diff": float(np.median(np.abs(p1 - p2) / ((p1 + p2) / 2)))},
@@ -184,21 +147,6 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
         scatter_plot(report, flops_pred, plot)
         report["plot"] = str(plot)
     return report
-
-
-def rescore(report: dict[str, Any], lut: LUT, plot: str | Path | None = None) -> dict[str, Any]:
-    """The same measured nets scored against another table of the same target (e.g. after recalibration):
-    the archs are re-drawn from the report's seed, the measurements are reused."""
-    archs = sample_archs(lut.space, report["n"], seed=report.get("seed", 0), input_shape=lut.input_shape)
-    meas = np.array([p["measured_ms"] for p in report["points"]])
-    gmacs = np.array([p["gmacs"] for p in report["points"]])
-    pred = np.array([predict_ms(lut, a) for a in archs])
-    out = dict(report, table=str(lut.path) if lut.path else None, lut=metrics(pred, meas),
-               points=[dict(p, predicted_ms=round(float(x), 4)) for p, x in zip(report["points"], pred)])
-    if plot:
-        scatter_plot(out, flops_fit(gmacs, meas), plot)
-        out["plot"] = str(plot)
-    return out
 
 
 def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Path) -> Path:
@@ -236,20 +184,15 @@ def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Pat
 
 
 def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20, statistic: str = "min_ms",
-                progress: bool = False, clock: str = "cpu") -> float:
-    """One whole net measured as LUT blocks are (shared loop, untimed run before each, same clock, statistic)."""
-    from ..runtimes import targets as T
-    from ..runtimes.timing import Stats, pinned
-    from .profile import _bar, lower_model
-    from ..runtimes.timing import timed_rounds
+                progress: bool = False, clock: str = "", int8: dict | None = None) -> float:
+    """One whole net measured as LUT blocks are (the timing service: untimed run before each, same clock,
+    statistic); `int8` as in `lower_archs` (a table's lowering, so the net is the file the table predicts)."""
+    from ..runtimes.timing import Stats, time_artifacts
+    from .profile import lower_model
 
-    target = T.get_target(target_name)
     with tempfile.TemporaryDirectory(prefix="agd-measure-") as tmp:
-        art = lower_model(target, build(arch), arch.input_shape, Path(tmp), "net", quantized_io=False,
-                          value_range=arch.space_obj.value_range)
-        with pinned(threads):
-            s = T.load_session(target, art, threads=threads)
-            it = timed_rounds({"net": s.timer()}, range(rounds), clock)
-            samples = [x["net"] for _, x in _bar(it, progress, "timing", total_rounds=rounds)]
-            s.close()
+        art = lower_model(target_name, build(arch), arch.input_shape, Path(tmp), "net", quantized_io=False,
+                          value_range=arch.space_obj.value_range, int8=int8)
+        samples = time_artifacts(target_name, {"net": art}, rounds, threads=threads, clock=clock,
+                                 progress="timing" if progress else False)["net"]
     return Stats.from_samples(samples).get(statistic)

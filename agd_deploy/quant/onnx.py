@@ -93,9 +93,8 @@ class OrtInt8Config:
     percentile: float = 99.999
     keep_fp32: list[str] = field(default_factory=list)
     symmetric_activations: bool = False
-    # 7-bit weights by default: x86 without VNNI (AVX2's vpmaddubsw) saturates u8 x s8 products in int16, which
-    # cost a trained student 31 -> 47 dB. The same default serves the ort-cpu-int8 tables and `agd export`, so a
-    # table predicts the exported file. TensorRT (symmetric s8 activations) takes full-range weights.
+    # The plain default is the safe lowering for x86 without int8 dot products (7-bit weights); what a device
+    # gets is chosen by `for_device`. TensorRT (symmetric s8 activations) takes full-range weights.
     reduce_range: bool = True
     weight_symmetric: bool | None = None
     # ONNX op types to quantize (None: all ORT can). E.g. leaving out Add and Mul keeps a residual trunk
@@ -111,6 +110,37 @@ class OrtInt8Config:
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__
                 if k not in self._OPTIONAL or getattr(self, k) != self._OPTIONAL[k]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "OrtInt8Config":
+        """The config a table or manifest recorded (`to_dict`); unknown keys are refused."""
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise AgdError(f"int8 config: unknown field(s) {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    @classmethod
+    def for_device(cls, identity, without_dot: str = "u8s8", **fields: Any) -> "OrtInt8Config":
+        """The u8s8 lowering chosen from the ISA of the device that will run the file (`device.DeviceIdentity`).
+
+        Full 8-bit s8 weights where int8 dot-product instructions exist (x86 VNNI / AMX, Arm dotprod / i8mm:
+        products are summed in int32, nothing saturates). On x86 without them, ORT's u8s8 kernel sums pairs of
+        u8 x s8 products in int16 (vpmaddubsw) and saturates, so either 7-bit weights (`without_dot="u8s8"`,
+        ONNX Runtime's documented remedy: reduce_range) or U8U8 (`"u8u8"`: full 8-bit uint8 weights, a kernel
+        that widens to int16 first and cannot saturate, slower on VNNI machines). An unknown device (None) is
+        treated as x86 without dot products: accurate everywhere. `fields` override (an export profile's)."""
+        x86 = identity is None or identity.arch in ("x86_64", "amd64", "i386", "i686", "x86")
+        dot = identity is not None and identity.int8_dot
+        if dot or not x86:
+            base: dict[str, Any] = {"reduce_range": False}
+        elif without_dot == "u8u8":
+            base = {"weight": "uint8", "weight_symmetric": True, "reduce_range": False}
+        elif without_dot == "u8s8":
+            base = {"reduce_range": True}
+        else:
+            raise AgdError(f"int8 config: without_dot must be u8s8 or u8u8, got {without_dot!r}")
+        base.update(fields)
+        return cls(**base)
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ session runs one NCHW numpy input named `input`. Adapters import their runtime p
 
 from __future__ import annotations
 
-import os
 import platform
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -46,6 +45,12 @@ class Session(ABC):
     def close(self) -> None:
         """Free the runtime's resources (optional)."""
 
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 class Runtime(ABC):
     """A runtime adapter: `name` is the first part of target names (`ort` in `ort-cpu-int8`)."""
@@ -81,33 +86,13 @@ def package_version(module: str) -> str:
         return "missing"
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _gpu_name() -> str | None:
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:  # a broken CUDA install is "no GPU" for a fingerprint
-        pass
-    return None
-
-
 def device_fingerprint() -> dict[str, Any]:
-    """What a LUT was measured on: CPU model, cores, host, GPU (or None)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count() or 1
-    return {"cpu": _cpu_model(), "cores": os.cpu_count() or 1, "usable_cores": usable,
-            "host": platform.node(), "os": f"{platform.system()} {platform.release()}",
-            "machine": platform.machine(), "gpu": _gpu_name()}
+    """What a LUT or a manifest was measured on: the device identity (`agd_deploy.device`: ISA, family/model,
+    caches, cores, GPU, `device_key`, `device_class`) plus the keys older readers know (cpu, cores, host)."""
+    from ..device import identify
+
+    ident = identify()
+    d = ident.to_dict()
+    d.update({"cpu": ident.model_name, "cores": ident.logical_cores, "host": platform.node(),
+              "machine": ident.arch})
+    return d

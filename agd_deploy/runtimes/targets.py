@@ -129,7 +129,13 @@ def lower(target: Target | str, module, example, out_dir: str | Path, calib: Seq
             from ..quant.openvino import quantize_openvino
 
             return quantize_openvino(fp32, out, calib)
-        cfg = int8_config or qonnx.OrtInt8Config(symmetric_activations=(t.runtime == "tensorrt"))
+        if int8_config is None and t.runtime == "tensorrt":
+            int8_config = qonnx.OrtInt8Config(symmetric_activations=True)
+        if int8_config is None:  # chosen for this machine's ISA: the device a CPU artifact is lowered on
+            from ..device import identify
+
+            int8_config = qonnx.OrtInt8Config.for_device(identify())
+        cfg = int8_config
         qdq = qonnx.quantize_qdq(fp32, Path(tmp) / "qdq.onnx", calib, cfg)
         if quantized_io:
             return qonnx.strip_boundary_qdq(qdq, out)

@@ -187,3 +187,69 @@ def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: st
             yield r, {k: last[k] for k in runs}
         else:
             yield r, {k: s.min_ms for k, s in stats.items()}
+
+
+# --- the timing service: artifacts of a target, sessions opened and closed here ---------------------------
+
+CPU_CLOCK_RUNTIMES = ("ort", "litert")  # with 1 thread these run the model in the calling thread
+
+
+def target_clock(target, threads: int) -> str:
+    """The clock a target is timed with: the calling thread's CPU time where the runtime computes in that
+    thread (ORT, LiteRT on the CPU at 1 thread), else wall time (own thread pools, GPUs, phones)."""
+    from .targets import Target, get_target
+
+    t = target if isinstance(target, Target) else get_target(target, require=False)
+    return "cpu" if threads == 1 and t.device == "cpu" and t.runtime in CPU_CLOCK_RUNTIMES else "wall"
+
+
+def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int, *, threads: int = 1, clock: str = "",
+                   seed: int = 0, progress: bool | str = False, budget_s: float | None = None,
+                   min_rounds: int = 2, inputs: Mapping[str, np.ndarray] | None = None,
+                   **load_options: Any) -> dict[str, list[float]]:
+    """Time the artifacts of one target interleaved (`timed_rounds`) with pinned threads and the target's clock;
+    returns {name: samples in ms}, one sample per round. Sessions are opened here and always closed.
+
+    budget_s: stop early once the next round would end past it (never before `min_rounds`): a check that must
+    answer in seconds times as many rounds as fit. inputs: {name: array} to time on (default: each session's
+    example input). load_options go to the runtime adapter (e.g. adb=...)."""
+    from .targets import load_session
+
+    clock = clock or target_clock(target, threads)
+    samples: dict[str, list[float]] = {k: [] for k in artifacts}
+    t0 = time.perf_counter()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=rounds, desc=progress if isinstance(progress, str) else "timing", unit="round",
+                   leave=False)
+    with contextlib.ExitStack() as stack, pinned(threads):
+        sessions = {k: stack.enter_context(closing(load_session(target, p, threads=threads, **load_options)))
+                    for k, p in artifacts.items()}
+        runs = {k: s.timer((inputs or {}).get(k)) for k, s in sessions.items()}
+        last = t0
+        for r, sample in timed_rounds(runs, range(rounds), clock, seed=seed):
+            for k, ms in sample.items():
+                samples[k].append(ms)
+            if bar is not None:
+                bar.update(1)
+            now = time.perf_counter()
+            if budget_s is not None and r + 1 >= min_rounds and (now - t0) + (now - last) > budget_s:
+                break
+            last = now
+    if bar is not None:
+        bar.close()
+    return samples
+
+
+@contextlib.contextmanager
+def closing(session):
+    """A session closed on exit, whatever happens inside."""
+    try:
+        yield session
+    finally:
+        try:
+            session.close()
+        except Exception:  # closing a runtime's session must never hide the error that ended the block
+            pass

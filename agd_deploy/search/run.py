@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AgdError
-from ..profiling import LUT
+from ..profiling import LUT, tables
 from ..space import Arch, build, count, get_space
-from ..utils import atomic_write_json, format_shape, resource_dir, sha256_file
+from ..utils import atomic_write_json, format_shape, sha256_file
 from .config import SearchConfig
 from .cost import CostModel, FlopsCost, LatencyCost, linear_fit
 from .derive import check_budget, project
@@ -32,23 +32,24 @@ class Budget:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def default_table(target: str, space: str, input_shape: list[int], threads: int = 1) -> Path:
-    """The shipped table of a target: latency_tables/<target>/<space>-<H>x<W>-t<threads>.json."""
-    return resource_dir("latency_tables") / target / f"{space}-{input_shape[2]}x{input_shape[3]}-t{threads}.json"
-
-
 def load_table(cfg: SearchConfig, target: str, table: str | Path | None, required: bool) -> LUT | None:
-    """The LUT for this search, refused (one line) if it was made for another space, target or input size."""
-    path = Path(table) if table else default_table(target, cfg.space, cfg.input_shape)
-    if not path.is_file():
-        if table:
+    """The LUT for this search, refused (one line) if it was made for another space, target or input size.
+    Without `table`, the best one `profiling.tables` finds, this device's first. Whether a table of another
+    device predicts this machine is the caller's check (`profiling.check.gate`, run by `agd search`): the
+    search itself only sees a cost model."""
+    if table:
+        path = Path(table)
+        if not path.is_file():
             raise AgdError(f"--table {path}: no such file")
-        if not required:
-            return None
-        raise AgdError(f"no latency table for target {target} at {format_shape(cfg.input_shape)} "
-                       f"(looked for {path}); run `agd profile --target {target} --space {cfg.space}` "
-                       "and pass --table FILE")
-    lut = LUT.load(path)
+        lut = LUT.load(path)
+    else:
+        found = tables.find(target, cfg.space, cfg.input_shape)
+        if found is None:
+            if not required:
+                return None
+            raise AgdError(f"no latency table for target {target} at {format_shape(cfg.input_shape)}; "
+                           f"run `agd profile --target {target} --space {cfg.space}` or pass --table FILE")
+        lut = found.lut
     lut.check(get_space(cfg.space), target, cfg.input_shape)
     return lut
 

@@ -128,3 +128,23 @@ class Arch:
         op = "residual" if largest else "skip"
         widths = {k: (max(v) if largest else min(v)) for k, v in sp.width_vars.items()}
         return cls(sp.name, [op] * sp.n_positions, widths, list(input_shape or sp.default_input))
+
+
+def sample_archs(space: str, n: int, seed: int = 0, input_shape=None) -> list[Arch]:
+    """n random archs spanning the latency range: each arch draws a "width level" and a "skip share", then
+    widths near that level and ops with that share of `skip`, so narrow/cheap and wide/heavy nets both appear
+    (uniform sampling alone concentrates around the middle)."""
+    sp = get_space(space)
+    rng = random.Random(seed)
+    archs = []
+    for _ in range(n):
+        level = rng.uniform(0, 4)
+        skip_share = rng.uniform(0, 0.6)
+        widths = {}
+        for name, ch in sp.width_vars.items():
+            i = int(round(min(len(ch) - 1, max(0, level + rng.uniform(-1.5, 1.5)))))
+            widths[name] = ch[i]
+        others = [o for o in sp.ops if o != "skip"]
+        ops = ["skip" if rng.random() < skip_share else rng.choice(others) for _ in range(sp.n_positions)]
+        archs.append(Arch(sp.name, ops, widths, list(input_shape or sp.default_input)))
+    return archs
