@@ -2,7 +2,7 @@
 
     profile -> validate -> search -> train -> export -> measure -> evaluate -> crops -> summary + report
 
-Each stage calls a library function of its layer and leaves its artifact in the run folder (DESIGN.md Contracts,
+Each stage calls its layer's library function and leaves its artifact in the run folder (docs/ARCHITECTURE.md, Contracts,
 "A run folder"). A stage also writes a done-marker `RUN/.stages/<stage>.json` holding a key (the stage's
 settings and the sha256 of the files it read) and its result; a rerun skips a stage whose marker key still
 matches and whose outputs are still there, so an interrupted or repeated demo reuses the finished stages and
@@ -137,6 +137,22 @@ def _device_key() -> str:
     return identify().device_key
 
 
+def pick_table(cfg: DemoConfig, identity=None):
+    """The table the demo starts from (`profiling.tables.Found`, or None): this device's if any, else the best
+    other one; with `shipped_lut`, the shipped one of this device, else any shipped one."""
+    from .profiling import tables
+
+    shape = list(cfg.input_shape)
+    if not cfg.shipped_lut:
+        return tables.find(cfg.target, "sr", shape, cfg.threads, identity=identity)
+    found = next((f for f in tables.candidates(cfg.target, "sr", shape, cfg.threads, identity=identity)
+                  if f.root == "shipped"), None)
+    if found is None:
+        raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(shape)} t{cfg.threads}; "
+                       "run without --shipped-lut to profile this machine")
+    return found
+
+
 def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> dict[str, Any]:
     """A latency table that predicts this machine, copied to `dest`:
 
@@ -154,13 +170,7 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
 
     shape, verdict = list(cfg.input_shape), None
     cache_path = tables.user_path(cfg.target, "sr", shape, cfg.threads)
-    found = None if force_profile else tables.find(cfg.target, "sr", shape, cfg.threads)
-    if cfg.shipped_lut and not force_profile:
-        found = next((f for f in tables.candidates(cfg.target, "sr", shape, cfg.threads) if f.root == "shipped"),
-                     None)
-        if found is None:
-            raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(shape)} t{cfg.threads}; "
-                           "run without --shipped-lut to profile this machine")
+    found = None if force_profile else pick_table(cfg)
     if found is not None and found.this_device:
         _log(f"  using the latency table of this device: {found.path}")
         source, src_path, verdict = f"this device ({found.root})", found.path, "this-device"
@@ -346,6 +356,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     pkey = {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads, "rounds": cfg.profile_rounds,
             "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
     prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
+    _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
 
     def validated() -> dict[str, Any]:
@@ -362,7 +373,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
         raise AgdError(f"the latency table does not predict this machine: {val['lut']['within_10pct'] * 100:.0f}% "
                        f"of {val['n']} random nets within ±10% (needs {cfg.min_within_10pct * 100:.0f}%), see "
                        f"{val_png}; the machine may be too noisy to time now")
-    _check_budget(cfg, table)
+    _check_budget(cfg, table)  # again: a re-profiled table
 
     # 2. search under the budget
     sdir = run / "search"

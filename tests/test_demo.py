@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agd_deploy.demo import DemoConfig, Stages, _device_key, _key, target_format
+from agd_deploy.demo import DemoConfig, Stages, _key, target_format
+from agd_deploy.device import identify
+from agd_deploy.profiling.tables import device_folder
+from agd_deploy.runtimes.base import device_fingerprint
 from agd_deploy.errors import AgdError
 
 AGD = str(Path(sys.executable).parent / "agd")
@@ -114,9 +117,9 @@ def _lut_here(tmp_cache: Path) -> Path:
     entries = {b.key: {"min_ms": 1e-6 * b.cin * b.cout * b.h * b.w + 0.01, "p10_ms": 0, "p50_ms": 0, "p90_ms": 0,
                        "n": 5} for b in sp.all_blocks(64, 64)}
     lut = {"schema": 1, "target": "ort-cpu-int8", "space": "sr", "space_hash": sp.space_hash,
-           "input_shape": [1, 3, 64, 64], "threads": 1, "device": {}, "runtime": {}, "created": "",
-           "overhead_ms": 1.0, "statistic": "min_ms", "entries": entries}
-    p = tmp_cache / "latency_tables" / _key(_device_key()) / "ort-cpu-int8" / "sr-64x64-t1.json"
+           "input_shape": [1, 3, 64, 64], "threads": 1, "device": device_fingerprint(), "runtime": {},
+           "created": "", "overhead_ms": 1.0, "statistic": "min_ms", "entries": entries}
+    p = tmp_cache / "latency_tables" / "ort-cpu-int8" / device_folder(identify()) / "sr-64x64-t1.json"
     p.parent.mkdir(parents=True)
     p.write_text(json.dumps(lut))
     return p

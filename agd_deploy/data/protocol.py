@@ -1,4 +1,4 @@
-"""The SR evaluation protocol of DESIGN.md, in one place, so training, eval and verify agree.
+"""The SR evaluation protocol of docs/ARCHITECTURE.md, in one place, so training, eval and verify agree.
 
 HR cropped to a multiple of the scale; LR = PIL BICUBIC resize of the uint8 HR; model outputs clipped and rounded
 to uint8; PSNR/SSIM on Y = 16 + 65.481 R + 128.553 G + 24.966 B (R, G, B in [0,1]) after cropping `scale` pixels at

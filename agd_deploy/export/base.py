@@ -40,13 +40,9 @@ class ExportConfig:
     calib: list[np.ndarray] = field(default_factory=list)  # NCHW float32 inputs of the model's shape
     keep_fp32: list[str] = field(default_factory=list)
     calibration: str = "minmax"  # ORT calibration method for onnx-int8
-    # 7-bit weights for u8s8 CPU artifacts: x86 CPUs without VNNI (AVX2, e.g. this AMD EPYC) multiply u8 x s8
-    # with VPMADDUBSW, whose int16 sums saturate; measured here on a trained SR student: 31.1 dB vs fp32
-    # with 8-bit weights, 47.4 dB with 7-bit (ONNX Runtime's documented remedy), same speed.
+    # onnx-int8's integer types, resolved for the device by `export.profile.resolve_int8` (7-bit weights for
+    # u8s8 on x86 without int8 dot products; U8U8 = uint8 weights). These defaults are the no-dot-product ones.
     reduce_range: bool = True
-    # onnx-int8's integer types (profile `onnx_int8:`): weights "int8" (u8s8, ORT's default, the ort-cpu-int8
-    # tables) or "uint8" (U8U8: ORT's u8u8 GEMM does not saturate on AVX2, so full 8-bit weights are exact);
-    # activations "uint8" or "uint16" (16-bit: accurate, but ORT runs those convs in float: no speedup).
     weight_type: str = "int8"
     activation_type: str = "uint8"
     per_channel: bool = True

@@ -3,8 +3,8 @@
     formats: [onnx, onnx-int8, tflite-int8]   # default formats when --formats is not given
     input: 1x3x64x64                          # optional; else the arch's input shape
     threads: 1
-    calibration: {method: minmax, crops: 24, reduce_range: true}  # ORT calibration for onnx-int8 / tensorrt-int8
-    onnx_int8: {weights: int8, activations: uint8, per_channel: true}  # onnx-int8's integer types (see below)
+    calibration: {method: minmax, crops: 24}  # ORT calibration for onnx-int8 / tensorrt-int8
+    onnx_int8: {weights: auto, activations: uint8, per_channel: true, without_dot: u8s8}  # see below
     verify: {heldout_per_image: 2, rounds: 20}
     thresholds:                               # minimum PSNR vs the fp32 PyTorch model, dB
       fp32: 60                                # per precision ...
@@ -12,10 +12,11 @@
       tflite-int8: 38                         # ... or per format (wins)
     keep_fp32_target_db: 40                   # what `--keep-fp32 auto` aims for
 
-onnx_int8.weights: `int8` (u8s8: ORT's default and what the `ort-cpu-int8` latency tables measure; on x86
-without VNNI its int16 sums saturate, hence `reduce_range: true`, 7-bit weights) or `uint8` (U8U8: ORT's
-u8u8 kernel widens to int16 x int16 products and cannot saturate, so full 8-bit weights; set reduce_range
-false). onnx_int8.activations: `uint8`, or `uint16` (accurate, but ORT then runs convs in float: slower).
+onnx_int8.weights and reduce_range: `auto` (default) takes the lowering of the latency table the model was
+searched with, else the one chosen for this device's ISA (`resolve_int8`): u8s8 with full 8-bit weights where
+int8 dot products exist (VNNI, AMX, Arm dotprod), and on x86 without them `without_dot`: `u8s8` (7-bit weights,
+reduce_range) or `u8u8` (uint8 weights: ORT's u8u8 kernel widens to int16 x int16 and cannot saturate).
+Explicit `int8` / `uint8` and `true` / `false` override. onnx_int8.activations: `uint8`, or `uint16` (accurate, but ORT then runs convs in float: slower).
 onnx_int8.op_types: the ONNX op types to quantize (default: all ORT can; `[Conv]`: only convolutions, so
 activations, concats and residual adds between them stay float and are not re-quantized).
 """
@@ -40,8 +41,9 @@ class Profile:
     threads: int = 1
     calibration: str = "minmax"
     calib_crops: int = 24
-    reduce_range: bool = True
-    weight_type: str = "int8"
+    reduce_range: bool | None = None   # None ("auto"): chosen by `resolve_int8`
+    weight_type: str | None = None     # None ("auto"): chosen by `resolve_int8`
+    without_dot: str = "u8s8"          # what "auto" picks on x86 without int8 dot products: u8s8 (7-bit) | u8u8
     activation_type: str = "uint8"
     per_channel: bool = True
     op_types: list[str] | None = None
@@ -86,15 +88,17 @@ def load_profile(spec: str | Path | None) -> Profile:
         cal = d.get("calibration") or {}
         prof.calibration = str(cal.get("method", prof.calibration))
         prof.calib_crops = int(cal.get("crops", prof.calib_crops))
-        prof.reduce_range = bool(cal.get("reduce_range", prof.reduce_range))
+        prof.reduce_range = _auto_bool(cal.get("reduce_range", prof.reduce_range))
         q = d.get("onnx_int8") or {}
-        prof.weight_type = str(q.get("weights", prof.weight_type))
+        w = q.get("weights", "auto")
+        prof.weight_type = None if w in (None, "auto") else str(w)
+        prof.without_dot = str(q.get("without_dot", prof.without_dot))
         prof.activation_type = str(q.get("activations", prof.activation_type))
         prof.per_channel = bool(q.get("per_channel", prof.per_channel))
         if q.get("op_types") is not None:
             prof.op_types = [str(t) for t in q["op_types"]]
         if "reduce_range" in q:
-            prof.reduce_range = bool(q["reduce_range"])
+            prof.reduce_range = _auto_bool(q["reduce_range"])
         ver = d.get("verify") or {}
         prof.heldout_per_image = int(ver.get("heldout_per_image", prof.heldout_per_image))
         prof.rounds = int(ver.get("rounds", prof.rounds))
@@ -105,10 +109,44 @@ def load_profile(spec: str | Path | None) -> Profile:
         raise AgdError(f"--profile {path}: bad value ({e})") from None
     if prof.calibration not in ("minmax", "percentile", "entropy"):
         raise AgdError(f"--profile {path}: calibration.method must be minmax, percentile or entropy")
-    if prof.weight_type not in ("int8", "uint8"):
-        raise AgdError(f"--profile {path}: onnx_int8.weights must be int8 or uint8")
+    if prof.weight_type not in (None, "int8", "uint8"):
+        raise AgdError(f"--profile {path}: onnx_int8.weights must be auto, int8 or uint8")
+    if prof.without_dot not in ("u8s8", "u8u8"):
+        raise AgdError(f"--profile {path}: onnx_int8.without_dot must be u8s8 or u8u8")
     if prof.activation_type not in ("uint8", "int8", "uint16", "int16"):
         raise AgdError(f"--profile {path}: onnx_int8.activations must be uint8, int8, uint16 or int16")
     if prof.threads < 1 or prof.rounds < 1 or prof.calib_crops < 1 or prof.heldout_per_image < 1:
         raise AgdError(f"--profile {path}: threads, rounds, crops and heldout_per_image must be >= 1")
     return prof
+
+
+def _auto_bool(v: Any) -> bool | None:
+    if v is None or v == "auto":
+        return None
+    if isinstance(v, bool):
+        return v
+    raise ValueError(f"reduce_range must be true, false or auto, got {v!r}")
+
+
+def resolve_int8(prof: Profile, table_int8: dict | None, identity, table: str | None = None
+                 ) -> tuple[str, bool, str]:
+    """(weight type, reduce_range, where they came from) of onnx-int8 for this export.
+
+    The ISA decides whether u8s8 needs 7-bit weights (`quant.onnx.OrtInt8Config.for_device`), so: the lowering
+    of the table the model was searched with (the table predicts the shipped file only if it is the same
+    lowering), else the one chosen for `identity` (the device exporting it, which is the device it is
+    verified and timed on). What the profile sets explicitly wins, field by field."""
+    from ..quant.onnx import OrtInt8Config
+
+    if table_int8:
+        base = OrtInt8Config.from_dict(table_int8)
+        how = f"the latency table it was searched with ({table})"
+    else:
+        base = OrtInt8Config.for_device(identity, without_dot=prof.without_dot)
+        how = f"chosen for this device ({identity.device_class})"
+    weight = prof.weight_type or base.weight
+    reduce = base.reduce_range if prof.reduce_range is None else prof.reduce_range
+    if prof.weight_type is not None or prof.reduce_range is not None:
+        how += "; the export profile sets " + ", ".join(
+            k for k, v in (("weights", prof.weight_type), ("reduce_range", prof.reduce_range)) if v is not None)
+    return weight, bool(reduce), how

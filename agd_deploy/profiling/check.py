@@ -124,21 +124,24 @@ def rescaled(lut: LUT, result: CheckResult, identity: DeviceIdentity | None = No
     times the speed ratio (1 for `fits`), the identity of this machine, and where it came from."""
     if not result.usable:
         raise AgdError(f"table {lut.path} is {result.verdict} on this machine: it cannot be rescaled")
-    me = identity or identify()
     f = 1.0 if result.verdict == "fits" else float(result.speed_ratio)
+    return scaled(lut, f, identity or identify(), {"kind": "checked" if f == 1.0 else "rescaled",
+                                                   "check": result.to_dict()})
+
+
+def scaled(lut: LUT, factor: float, identity: DeviceIdentity, provenance: dict[str, Any]) -> LUT:
+    """`lut` with every time (entries, overhead, reference nets) times `factor`, marked as `identity`'s."""
     d = lut.to_dict()
-    d["entries"] = {k: {s: (round(v * f, 6) if s.endswith("_ms") else v) for s, v in e.items()}
+    d["entries"] = {k: {s: (round(v * factor, 6) if s.endswith("_ms") else v) for s, v in e.items()}
                     for k, e in lut.entries.items()}
-    d["overhead_ms"] = round(lut.overhead_ms * f, 6)
+    d["overhead_ms"] = round(lut.overhead_ms * factor, 6)
     prof = dict(d.get("profile") or {})
-    prof["reference_nets"] = [dict(r, measured_ms=round(float(r["measured_ms"]) * f, 4))
+    prof["reference_nets"] = [dict(r, measured_ms=round(float(r["measured_ms"]) * factor, 4))
                               for r in prof.get("reference_nets", [])]
     d["profile"] = prof
-    d["device"] = me.to_dict()
-    d["provenance"] = {"kind": "checked" if f == 1.0 else "rescaled", "from": str(lut.path),
-                       "from_device": lut.device, "factor": round(f, 6), "check": result.to_dict()}
-    out = LUT.from_dict(d, "rescaled table")
-    return out
+    d["device"] = identity.to_dict()
+    d["provenance"] = {"from": str(lut.path), "from_device": lut.device, "factor": round(factor, 6), **provenance}
+    return LUT.from_dict(d, "rescaled table")
 
 
 def describe_device(d: dict | None) -> str:

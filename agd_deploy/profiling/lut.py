@@ -1,6 +1,6 @@
 """The latency lookup table (LUT): one JSON file per (target, space, input shape, threads).
 
-Schema 1 (DESIGN.md, "Targets and LUTs"):
+Schema 1 (docs/ARCHITECTURE.md, "LUT JSON schema"):
 
     {"schema": 1, "target": "ort-cpu-int8", "space": "sr", "space_hash": "...", "input_shape": [1,3,64,64],
      "threads": 1, "device": {...}, "runtime": {...}, "created": "ISO-8601", "overhead_ms": 0.0,
@@ -12,7 +12,6 @@ refuses any mismatch with one line instead of silently predicting nonsense."""
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -145,22 +144,3 @@ class LUT:
         if input_shape is not None and [int(x) for x in input_shape] != [int(x) for x in self.input_shape]:
             raise LUTError(f"{src}: table was measured at input {format_shape(self.input_shape)}, "
                            f"not {format_shape(input_shape)}")
-
-    def warn_if_other_device(self, device: dict[str, Any] | None = None) -> bool:
-        """Warn (do not refuse) when this machine's fingerprint differs from the table's. True if it differs."""
-        if device is None:
-            try:
-                from ..runtimes.base import device_fingerprint
-
-                device = device_fingerprint()
-            except Exception:  # runtimes not importable: nothing to compare against
-                return False
-        keys = ("cpu", "gpu", "cores")
-        mine = {k: device.get(k) for k in keys if k in device}
-        theirs = {k: self.device.get(k) for k in keys if k in self.device}
-        common = set(mine) & set(theirs)
-        if any(mine[k] != theirs[k] for k in common):
-            print(f"Warning: latency table {self.path or ''} was measured on {theirs}, this machine is {mine}: "
-                  "its predictions may not hold here", file=sys.stderr)
-            return True
-        return False

@@ -1,6 +1,6 @@
 """Build a latency table: lower every block of a space for a target, time them all interleaved, write the LUT.
 
-How a table is measured (DESIGN.md "Known pitfalls" explains why each step is there):
+How a table is measured (docs/ARCHITECTURE.md, "Known pitfalls", explains why each step is there):
 
 1. Every distinct block of `space.all_blocks(h, w)` is lowered alone, the way the target runs it inside a
    whole net: same precision, and for int8 targets with quantized (uint8) tensors at its boundaries, since a
@@ -101,7 +101,11 @@ class ProfileResult:
     lowered: int = 0
 
     def summary(self) -> dict[str, Any]:
+        from ..device import identify
+
+        ident = identify()
         return {"table": str(self.table), "entries": self.entries, "seconds": round(self.seconds, 2),
+                "device": {"device_key": ident.device_key, "device_class": ident.device_class},
                 "noise": {"median_rel_diff": round(self.noise, 4)}, "resumed_rounds": self.resumed_rounds,
                 "lowered": self.lowered}
 

@@ -110,7 +110,7 @@ def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int
 
 def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: bool = True,
              plot: str | Path | None = None, lower_only: bool = False) -> dict[str, Any]:
-    """The validation report of DESIGN.md's Contracts (fractions, not percent). `lower_only`: convert the
+    """The validation report (docs/ARCHITECTURE.md, "Contracts"; fractions, not percent). `lower_only`: convert the
     nets into the cache and return {"lowered": n} (time them later, e.g. under an exclusive lock)."""
     from scipy import stats
 

@@ -1,6 +1,6 @@
 """The self-contained HTML report of a run folder: inline CSS, images inlined as base64 PNG, no external assets.
 
-It reads files only (DESIGN.md Contracts, "A run folder"); it never imports runtimes, search or train, so a
+It reads files only (docs/ARCHITECTURE.md, "Contracts": a run folder); it never imports runtimes, search or train, so a
 report can be rebuilt anywhere from a copied run folder. Every section says "not run" when its inputs are
 missing instead of failing."""
 
@@ -166,6 +166,12 @@ def _overview(d: RunData) -> str:
     return _section("overview", "Overview", body)
 
 
+def _device_line(dev: dict) -> str:
+    from ..profiling.check import describe_device
+
+    return describe_device(dev)
+
+
 def _profile(d: RunData) -> str:
     parts = []
     if d.lut:
@@ -177,10 +183,15 @@ def _profile(d: RunData) -> str:
                 ["input", _e("x".join(str(x) for x in lut.get("input_shape") or []))],
                 ["threads", _e(lut.get("threads"))], ["entries", str(len(lut.get("entries") or {}))],
                 ["statistic", _e(lut.get("statistic"))], ["overhead", _num(lut.get("overhead_ms"), ".2f", " ms")],
-                ["device", _e(", ".join(f"{k}: {v}" for k, v in dev.items() if v is not None))],
+                ["measured on", _e(_device_line(dev))],
                 ["runtime", _e(", ".join(f"{k} {v}" for k, v in rt.items()))], ["created", _e(lut.get("created"))]]
         if lut.get("source"):
             rows.append(["source", _e(lut.get("source"))])
+        summ = d.summary or {}
+        if summ.get("device"):
+            rows.append(["this machine", _e(_device_line(summ["device"]))])
+        if summ.get("lut_check"):
+            rows.append(["check", _e(summ["lut_check"])])
         parts.append(_table(["", ""], rows, "kv"))
     else:
         parts.append(_not_run("no latency table in profile/"))

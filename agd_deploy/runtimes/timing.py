@@ -1,6 +1,6 @@
 """THE timing loop of agd-deploy: profiling, validation, verify and benchmarks all measure through `measure`.
 
-Why this shape (measured on a shared 2-core box, see DESIGN.md "Known pitfalls"): timing each model in its own
+Why this shape (measured on a shared 2-core box; docs/ARCHITECTURE.md, "Known pitfalls"): timing each model in its own
 back-to-back run let machine noise (other jobs, frequency changes) land on some models and not others, so
 block medians moved ~30% between passes. Interleaving all models over many rounds, in a fresh random order each
 round, with an untimed run right before each timed one (to warm caches and the runtime's thread pool for *that*

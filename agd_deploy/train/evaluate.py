@@ -1,4 +1,4 @@
-"""PSNR/SSIM by the protocol of DESIGN.md, per image and mean; with a teacher, also fidelity to the teacher
+"""PSNR/SSIM (docs/ARCHITECTURE.md, "SR evaluation protocol") per image and mean; with a teacher, fidelity to the teacher
 (the teacher's output on the same LR is the reference) — what distillation optimises."""
 
 from __future__ import annotations

@@ -101,10 +101,11 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
     log(f"exporting {source.spec} ({info.space}, x{info.scale}, "
         f"{'trained' if source.trained else 'untrained: seeded random weights'}) at "
         f"{'x'.join(map(str, info.input_shape))} to {', '.join(fmts)}")
+    weight_type, reduce_range, lowering_from = _int8_lowering(prof, source, log)
     work = Path(tempfile.mkdtemp(prefix="agd-export-"))
     try:
         cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work,
-                           reduce_range=prof.reduce_range, weight_type=prof.weight_type,
+                           reduce_range=reduce_range, weight_type=weight_type,
                            activation_type=prof.activation_type, per_channel=prof.per_channel,
                            op_types=prof.op_types)
         sensitivity = None
@@ -121,6 +122,8 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
                          rounds, out, progress)
         _add_predictions(entries, source, threads)
         manifest = _manifest(source, prof, threads, calib_meta, names, entries, sensitivity)
+        manifest["profile"]["onnx_int8"].update({"weights": weight_type, "reduce_range": reduce_range,
+                                                 "lowering_from": lowering_from})
         _remove_stale(out, manifest)
         mf.write(out, manifest)
     finally:
@@ -128,26 +131,44 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
     return manifest, mf.exit_code(manifest["artifacts"])
 
 
+def _int8_lowering(prof: Profile, source: Source, log) -> tuple[str, bool, str]:
+    """onnx-int8's weight type and reduce_range: the lowering of the table the arch was searched with (so the
+    table predicts the shipped file), else the one chosen for this device; the profile's explicit ones win."""
+    from ..device import identify
+    from ..export.profile import resolve_int8
+    from ..profiling.lut import LUT, LUTError
+    from ..profiling.profile import table_lowering
+
+    table_int8, table = None, None
+    meta = source.arch.meta if source.arch is not None else {}
+    if meta.get("lut") and meta.get("target") == "ort-cpu-int8":
+        try:
+            lut = LUT.load(meta["lut"])
+            table_int8, table = table_lowering(lut), meta["lut"]
+        except LUTError as e:
+            log(f"note: the latency table the arch was searched with is not readable here ({e}); onnx-int8 "
+                "uses the lowering chosen for this device")
+    return resolve_int8(prof, table_int8, identify(), table)
+
+
 def _add_predictions(entries: list[dict[str, Any]], source: Source, threads: int) -> None:
-    """`predicted_ms` from a shipped latency table of the artifact's target, where one matches the arch,
-    input shape and thread count (derived generators only)."""
+    """`predicted_ms` from a latency table of this device for the artifact's target, where one matches the
+    arch, input shape and thread count (derived generators only)."""
     if source.arch is None:
         return
-    from ..profiling.lut import LUT
+    from ..profiling import tables
     from ..profiling.predictor import predict_ms
-    from ..profiling.profile import find_table
 
     for e in entries:
         if not e.get("runtime"):
             continue
         try:
-            path = find_table(e["runtime"], source.info.space, source.info.input_shape, threads)
-            if path is None:
+            found = tables.find(e["runtime"], source.info.space, source.info.input_shape, threads,
+                                this_device_only=True)
+            if found is None:
                 continue
-            lut = LUT.load(path)
-            lut.check(space=source.arch.space_obj, target=e["runtime"], input_shape=source.info.input_shape)
-            e["predicted_ms"] = round(predict_ms(lut, source.arch), 3)
-            e["predicted_by"] = str(path.name)
+            e["predicted_ms"] = round(predict_ms(found.lut, source.arch), 3)
+            e["predicted_by"] = str(found.path)
         except Exception as ex:  # a stale or foreign table is a note, never an export failure
             e["prediction_note"] = f"no prediction: {str(ex).splitlines()[0][:160]}"
 
