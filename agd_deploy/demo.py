@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import AgdError
+from .verify.status import Kind, Status
 from .utils import atomic_write_json, atomic_write_text, check_writable, format_shape, sha256_file
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
@@ -213,12 +214,9 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) 
 
 def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) -> dict[str, Any]:
     """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
-    try:
-        from .search.run import search as run_search
-    except ImportError:  # pragma: no cover - only while the search layer is missing from a build
-        raise AgdError("agd demo: the search stage is not available in this build "
-                       "(agd_deploy.search.run is missing)") from None
     import torch
+
+    from .search.run import search as run_search
 
     torch.set_num_threads(cfg.train_threads)
     scfg = _recipe(cfg)
@@ -250,7 +248,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
 
 
 def stage_export(cfg: DemoConfig, ckpt: Path, out: Path) -> dict[str, Any]:
-    from .verify.pipeline import run_export
+    from .deploy import run_export
 
     manifest, _code = run_export(str(ckpt), list(cfg.formats), out, input_shape=list(cfg.input_shape),
                                  threads=cfg.threads, progress=True, log=_log)
@@ -262,15 +260,11 @@ def stage_measure(cfg: DemoConfig, artifact: Path, table: Path) -> dict[str, Any
     """The artifact itself on the target, timed as the LUT's entries were: the shared interleaved loop, the
     table's clock (thread CPU time at one thread) and its statistic."""
     from .profiling.lut import LUT
-    from .runtimes.timing import timed_rounds
-    from .runtimes.targets import load_session
-    from .runtimes.timing import Stats, pinned
+    from .runtimes.timing import Stats, time_artifacts
 
     lut = LUT.load(table)
-    with pinned(cfg.threads):
-        s = load_session(cfg.target, artifact, threads=cfg.threads)
-        samples = [x["net"] for _, x in timed_rounds({"net": s.timer()}, range(cfg.measure_rounds), lut.clock)]
-        s.close()
+    samples = time_artifacts(cfg.target, {"net": artifact}, cfg.measure_rounds, threads=cfg.threads,
+                             clock=lut.clock, passes=2)["net"]
     st = Stats.from_samples(samples)
     return {"artifact": str(artifact), "measured_ms": st.get(lut.statistic), "statistic": lut.statistic,
             "clock": lut.clock, "min_ms": st.get("min_ms"), "p50_ms": st.get("p50_ms"), "p90_ms": st.get("p90_ms"),
@@ -396,13 +390,14 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     manifest = json.loads((edir / "manifest.json").read_text())
     arts = {e["format"]: e for e in manifest["artifacts"]}
     main_art = arts.get(fmt)
-    if not main_art or main_art.get("status") != "ok" or not main_art.get("file"):
+    if not main_art or Status.parse(main_art.get("status")).kind is not Kind.OK or not main_art.get("file"):
         (run / ".stages" / "export.json").unlink(missing_ok=True)  # retry it next time
         status = main_art.get("status") if main_art else "missing"
         raise AgdError(f"the {fmt} artifact is not ok ({status}); see {edir / 'manifest.json'}")
     art_path = edir / main_art["file"]
     int8 = arts.get("onnx-int8")
-    int8_path = edir / int8["file"] if int8 and int8.get("status") == "ok" and int8.get("file") else None
+    int8_ok = int8 and Status.parse(int8.get("status")).kind is Kind.OK and int8.get("file")
+    int8_path = edir / int8["file"] if int8_ok else None
 
     # 5. the target's artifact measured on the target
     meas = stages("measure", {"artifact": main_art.get("sha256"), "target": cfg.target, "threads": cfg.threads,

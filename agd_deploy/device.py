@@ -325,3 +325,13 @@ def same_device(a: dict | DeviceIdentity | None, b: dict | DeviceIdentity | None
 
     ka = key(a)
     return bool(ka) and ka == key(b)
+
+
+def describe_device(d: dict | None) -> str:
+    """One line naming the device a table or manifest records (old tables' legacy dicts included)."""
+    ident = identity_of(d)
+    if ident is not None:
+        return ident.describe()
+    if d:
+        return f"an unknown device (old table: cpu {d.get('cpu')!r}, {d.get('cores')} cores, no ISA recorded)"
+    return "an unknown device (the table records none)"

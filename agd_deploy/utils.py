@@ -114,3 +114,46 @@ def cache_dir(*parts: str) -> Path:
     p = Path(root).joinpath(*parts)
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+def move_file(src: str | Path, dst: str | Path) -> Path:
+    """Move a finished file into place (a rename where it can be one; across file systems a copy, then delete)."""
+    import shutil
+
+    try:
+        os.replace(src, dst)
+    except OSError:
+        shutil.move(str(src), str(dst))
+    return Path(dst)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """A user's YAML file (recipes, export profiles), with one-line errors (`what` names it in them)."""
+    import yaml
+
+    from .errors import AgdError
+
+    p = Path(path)
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise AgdError(f"{what} {p}: not valid YAML{where}") from None
+    except OSError as e:
+        raise AgdError(f"cannot read {what} {p}: {e.strerror or e}") from None
+
+
+def refuse_unknown(d: Any, schema: dict[str, Any], where: str) -> None:
+    """Refuse (one line) keys a YAML mapping does not know, recursively: `schema` maps each known key to None
+    (any value) or to the schema of a nested mapping. A misspelled key must not silently run with defaults."""
+    from .errors import AgdError
+
+    if not isinstance(d, dict):
+        raise AgdError(f"{where}: expected a mapping of settings")
+    unknown = sorted(str(k) for k in d if k not in schema)
+    if unknown:
+        raise AgdError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(schema)}")
+    for k, sub in schema.items():
+        if isinstance(sub, dict) and d.get(k) is not None:
+            refuse_unknown(d[k], sub, f"{where}: {k}")

@@ -107,7 +107,8 @@ def sweep(model: str, names: str, input_shape, threads: int, rounds: int, out: P
     from agd_deploy.export.source import load_source
     from agd_deploy.quant.onnx import OrtInt8Config, quantize_qdq
     from agd_deploy.runtimes import load_session
-    from agd_deploy.verify.check import _time, reference_outputs
+    from agd_deploy.runtimes.timing import Stats, target_clock, time_runs
+    from agd_deploy.verify.check import reference_outputs
     from agd_deploy.verify.metrics import compare
 
     chosen = list(SWEEP) if names == "all" else [n.strip() for n in names.split(",") if n.strip()]
@@ -150,10 +151,11 @@ def sweep(model: str, names: str, input_shape, threads: int, rounds: int, out: P
         cmp = compare(refs, [np.asarray(s.run(x), np.float32) for x in inputs], info.value_range)
         row.update({"mb": path.stat().st_size / 1e6, "psnr_db": cmp.psnr_db, "psnr_min_db": cmp.psnr_min_db})
         print(f"{name}: {cmp.psnr_db:.2f} dB vs fp32", file=sys.stderr)
-        timers[f"{name}@ort-cpu"] = s.timer(inputs[0])  # the key names the runtime: CPU-clock timing
+        timers[name] = s.timer(inputs[0])
         rows.append(row)
-    stats, _ = _time(timers, rounds, threads, progress=True)
-    stats = {k.split("@", 1)[0]: v for k, v in stats.items()}
+    samples = time_runs(timers, rounds, threads=threads, clock=target_clock("ort-cpu-int8", threads),
+                        progress="timing")
+    stats = {k: Stats.from_samples(v) for k, v in samples.items()}
     base = rows[0]
     for r in rows:
         r.update({"min_ms": stats[r["name"]].min_ms, "p50_ms": stats[r["name"]].p50_ms})
@@ -193,7 +195,7 @@ def main() -> int:
 
     from agd_deploy.utils import parse_shape
     from agd_deploy.verify import manifest as mf
-    from agd_deploy.verify.pipeline import run_export
+    from agd_deploy.deploy import run_export
 
     if a.sweep:
         if a.model is None:

@@ -36,11 +36,9 @@ def lowerings(model: str, me, other) -> dict[str, tuple[dict, int, str]]:
     prof = load_profile("default" if Path(model).exists() else "teacher")  # a folder is a CKPT, else a teacher
     out = {}
     for tag, ident in (("this-cpu", me), ("other-isa", other)):
-        weight, reduce, _ = resolve_int8(prof, None, ident)
-        kw = {"weight": weight, "reduce_range": reduce, "calibration": prof.calibration}
-        if weight == "uint8":
-            kw["weight_symmetric"] = True
-        bits = "7-bit" if reduce else "8-bit"
+        cfg, _ = resolve_int8(prof, None, ident)
+        kw = {k: v for k, v in cfg.to_dict().items() if k != "keep_fp32"}
+        weight, bits = cfg.weight, "7-bit" if cfg.reduce_range else "8-bit"
         out[f"{tag}"] = (kw, prof.calib_crops, f"picked for {ident.device_class}: u8{weight[0]}8 {bits} weights, "
                                                f"{prof.calibration} ({prof.name} profile)")
     return out

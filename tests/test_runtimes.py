@@ -68,8 +68,15 @@ def test_pinned_restores_affinity():
 
 def test_target_registry_and_errors():
     assert set(TARGETS) == {"torch-cpu-fp32", "ort-cpu-fp32", "ort-cpu-int8", "litert-cpu-int8", "litert-cpu-fp32",
-                            "openvino-cpu-int8", "torch-cuda-fp16", "tensorrt-cuda-int8", "litert-android-int8",
-                            "coreml-mac-int8"}
+                            "openvino-cpu-fp32", "openvino-cpu-int8", "torch-cuda-fp16", "tensorrt-cuda-int8",
+                            "litert-android-int8", "coreml-mac-fp16", "coreml-mac-int8"}
+    # every record names a registered lowering and adapter, and an fp32 partner of the same runtime
+    from agd_deploy.runtimes.targets import ADAPTERS, LOWERINGS
+
+    for t in TARGETS.values():
+        assert t.lowering in LOWERINGS and t.runtime in ADAPTERS, t.name
+        if t.fp32:
+            assert TARGETS[t.fp32].runtime == t.runtime and TARGETS[t.fp32].precision != "int8", t.name
     with pytest.raises(AgdError, match="unknown target 'ort-gpu-int9'.*ort-cpu-int8"):
         get_target("ort-gpu-int9")
     t = get_target("ort-cpu-int8")
@@ -261,6 +268,30 @@ def test_openvino_int8_runs(tmp_path):
     print(f"openvino-cpu-int8 vs torch fp32: {db:.2f} dB")
     assert y.shape == ref.shape and db >= 30.0
     assert measure({"ov": s.timer()}, rounds=2)["ov"].n == 2
+
+
+def test_openvino_fp32_target_profiles_a_block(tmp_path, monkeypatch):
+    """The target added as one record: it lowers (fp32 IR), runs as the fp32 net does, and profiles."""
+    if not available("openvino-cpu-fp32")[0]:
+        pytest.skip(available("openvino-cpu-fp32")[1])
+    from test_quant import small_sr_net
+
+    from agd_deploy.profiling.profile import ProfileConfig, profile
+
+    net, x = small_sr_net(seed=0), torch.from_numpy(photo())
+    with torch.no_grad():
+        ref = net(x).numpy()
+    p = lower("openvino-cpu-fp32", net, x, tmp_path, name="sr")
+    assert p.name == "sr.xml" and p.with_suffix(".bin").exists()
+    with load_session("openvino-cpu-fp32", p, threads=1) as s:
+        assert psnr(s.run(photo()), ref) >= 60.0
+    monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path / "cache"))
+    res = profile(ProfileConfig(target="openvino-cpu-fp32", rounds=2, ref_nets=0,
+                                only=["cell:conv3x3:cin64:cout24:h64:w64"]), tmp_path / "t.json", progress=False)
+    from agd_deploy.profiling.lut import LUT
+
+    lut = LUT.load(res.table)
+    assert lut.clock == "wall" and lut.entries["cell:conv3x3:cin64:cout24:h64:w64"]["min_ms"] > 0
 
 
 # ------------------------------------------------------------------------------------------------ Android (adb)

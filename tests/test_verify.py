@@ -67,6 +67,23 @@ def test_profiles(tmp_path):
         load_profile(str(tmp_path / "missing.yaml"))
 
 
+def test_profile_refuses_unknown_keys_and_bad_int8_values(tmp_path):
+    """A misspelled key must not silently run with defaults; int8 values are checked by the one int8 config."""
+    p = tmp_path / "p.yaml"
+    p.write_text("calibraton: {method: percentile}\n")
+    with pytest.raises(AgdError, match="unknown setting.*calibraton"):
+        load_profile(str(p))
+    p.write_text("onnx_int8: {weights: int8, reduce_rang: false}\n")
+    with pytest.raises(AgdError, match="onnx_int8: unknown setting.*reduce_rang"):
+        load_profile(str(p))
+    p.write_text("onnx_int8: {weights: int4}\n")
+    with pytest.raises(AgdError, match="onnx_int8: weights must be int8 or uint8"):
+        load_profile(str(p))
+    p.write_text("onnx_int8: {weights: uint8, reduce_range: false, without_dot: u8u8}\n")
+    q = load_profile(str(p))
+    assert q.onnx_int8 == {"weight": "uint8", "reduce_range": False, "weight_symmetric": True}
+
+
 def test_sensitivity_finds_the_layer_with_an_outlier():
     from agd_deploy.verify.sensitivity import rank_layers
 

@@ -43,7 +43,7 @@ def export(model, formats, input_shape, calib, profile, keep_fp32, calibration, 
     'untrained'), a teacher (realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH) or esrgan/vdsr/cyclegan.
     Exits 1 (after writing the manifest) if a conversion failed or an artifact is under its PSNR threshold."""
     from ..verify import manifest as mf
-    from ..verify.pipeline import run_export
+    from ..deploy import run_export
 
     manifest, code = run_export(model, formats, out_dir, input_shape=input_shape, calib=calib, profile=profile,
                                 keep_fp32=keep_fp32, calibration=calibration, threads=threads, rounds=rounds,
@@ -55,7 +55,7 @@ def export(model, formats, input_shape, calib, profile, keep_fp32, calibration, 
         click.echo(mf.markdown_table(manifest))
         click.echo(f"wrote {out_dir}/manifest.json and {out_dir}/benchmark.md")
     if code:
-        failed = [a["format"] for a in manifest["artifacts"] if str(a["status"]).startswith("failed")]
+        failed = [a["format"] for a in manifest["artifacts"] if Status.parse(a["status"]).failed]
         _echo_err(f"Error: {len(failed)} artifact(s) failed verification: {', '.join(failed)}")
         raise SystemExit(code)
 
@@ -68,7 +68,7 @@ def export(model, formats, input_shape, calib, profile, keep_fp32, calibration, 
 def bench(directory, threads, rounds, as_json):
     """Re-verify and re-time the artifacts of DIRECTORY/manifest.json on this machine (sha256 checked first)."""
     from ..verify import manifest as mf
-    from ..verify.pipeline import run_bench
+    from ..deploy import run_bench
 
     result, code = run_bench(directory, threads=threads, rounds=rounds, progress=not as_json)
     if as_json:
@@ -76,6 +76,6 @@ def bench(directory, threads, rounds, as_json):
     else:
         click.echo(mf.markdown_table(result))
     if code:
-        failed = [a["format"] for a in result["artifacts"] if str(a["status"]).startswith("failed")]
+        failed = [a["format"] for a in result["artifacts"] if Status.parse(a["status"]).failed]
         _echo_err(f"Error: {len(failed)} artifact(s) failed verification: {', '.join(failed)}")
         raise SystemExit(code)

@@ -180,7 +180,7 @@ def compare_cmd(table_a: Path, table_b: Path, n, as_json) -> None:
     from ..profiling.compare import compare_tables
     from ..profiling.lut import LUT
 
-    from ..profiling.check import describe_device
+    from ..device import describe_device
 
     a, b = LUT.load(table_a), LUT.load(table_b)
     rep = compare_tables(a, b, n_nets=n)
@@ -217,7 +217,8 @@ def _same(a, b) -> bool:
 def check_cmd(table: Path, seconds, as_json) -> None:
     """Does TABLE predict this machine? Re-times the reference nets it carries: fits / rescaled-fits / stale.
     Exit 0 for fits and rescaled-fits, 1 for stale."""
-    from ..profiling.check import check_table, describe_device
+    from ..device import describe_device
+    from ..profiling.check import check_table
     from ..profiling.lut import LUT
 
     lut = LUT.load(table)

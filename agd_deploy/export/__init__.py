@@ -11,12 +11,12 @@ from ..errors import AgdError
 from .base import Artifact, ExportConfig, Exporter, ModelInfo, artifact_files
 from .coreml import CoremlFp16, CoremlInt8
 from .onnx import OnnxFp32, OnnxInt8
-from .openvino import OpenvinoInt8
+from .openvino import OpenvinoFp32, OpenvinoInt8
 from .tensorrt import TensorRTInt8
 from .tflite import TfliteFp32, TfliteInt8
 
 EXPORTERS: dict[str, type[Exporter]] = {c.name: c for c in (
-    OnnxFp32, OnnxInt8, TfliteFp32, TfliteInt8, CoremlFp16, CoremlInt8, OpenvinoInt8, TensorRTInt8)}
+    OnnxFp32, OnnxInt8, TfliteFp32, TfliteInt8, CoremlFp16, CoremlInt8, OpenvinoFp32, OpenvinoInt8, TensorRTInt8)}
 FORMATS: tuple[str, ...] = tuple(EXPORTERS)
 
 

@@ -39,14 +39,9 @@ class ExportConfig:
 
     calib: list[np.ndarray] = field(default_factory=list)  # NCHW float32 inputs of the model's shape
     keep_fp32: list[str] = field(default_factory=list)
-    calibration: str = "minmax"  # ORT calibration method for onnx-int8
-    # onnx-int8's integer types, resolved for the device by `export.profile.resolve_int8` (7-bit weights for
-    # u8s8 on x86 without int8 dot products; U8U8 = uint8 weights). These defaults are the no-dot-product ones.
-    reduce_range: bool = True
-    weight_type: str = "int8"
-    activation_type: str = "uint8"
-    per_channel: bool = True
-    op_types: list[str] | None = None  # ONNX op types quantized in onnx-int8 (None: all; ["Conv"]: only convs)
+    # onnx-int8 / tensorrt-int8: the one int8 config (`quant.onnx.OrtInt8Config`), resolved for the device by
+    # `export.profile.resolve_int8`; its keep_fp32 is set per export from `keep_fp32` above.
+    int8: Any = None
     threads: int = 1
     work_dir: Path | None = None  # scratch space (intermediate fp32 files); never the output folder
 
@@ -67,16 +62,36 @@ class Artifact:
 
 
 class Exporter:
-    """Subclasses set the class attributes; most need nothing else, because `export` hands the model to the
-    shared lowering (`runtimes.lower`) of their target: the file that ships is the file a LUT measured.
-
-    `fp32_format` is the format of the same runtime that speedups are measured against (None: this is it)."""
+    """Subclasses set `name` (the format) and `target` (the runtime target whose record gives the artifact's
+    suffix, precision and fp32 partner); most need nothing else, because `export` hands the model to the
+    target's lowering (`runtimes.lower`): the file that ships is the file a LUT measured. Exporters keep only
+    what is theirs: metadata, skip reasons, manifest extras."""
 
     name: str = ""
-    precision: str = "fp32"
-    suffix: str = ".onnx"
     target: str = ""
-    fp32_format: str | None = None
+
+    @property
+    def record(self):
+        from ..runtimes.targets import get_target
+
+        return get_target(self.target, require=False)
+
+    @property
+    def precision(self) -> str:
+        return self.record.precision
+
+    @property
+    def suffix(self) -> str:
+        return self.record.suffix
+
+    @property
+    def fp32_format(self) -> str | None:
+        """The format (same runtime) speed-ups are measured against: the one whose target is this target's fp32
+        partner (None: this is fp32, or there is none)."""
+        from . import EXPORTERS
+
+        partner = self.record.fp32
+        return next((n for n, c in EXPORTERS.items() if partner and c.target == partner), None)
 
     def filename(self, stem: str) -> str:
         return f"{stem}{self.suffix}"

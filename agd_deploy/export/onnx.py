@@ -79,7 +79,7 @@ def resolve_layers(onnx_path: Path, layers: list[str]) -> list[str]:
 
 
 class OnnxFp32(Exporter):
-    name, precision, suffix, target = "onnx", "fp32", ".onnx", "ort-cpu-fp32"
+    name, target = "onnx", "ort-cpu-fp32"
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         import onnx
@@ -93,7 +93,7 @@ class OnnxInt8(Exporter):
     """Static QDQ int8: u8 activations (per-tensor), s8 per-channel weights, calibrated on `cfg.calib`;
     `cfg.keep_fp32` layers stay float."""
 
-    name, precision, suffix, target, fp32_format = "onnx-int8", "int8", ".int8.onnx", "ort-cpu-int8", "onnx"
+    name, target = "onnx-int8", "ort-cpu-int8"
     symmetric = False
 
     def int8_config(self, cfg: ExportConfig, keep_nodes: list[str]):
@@ -152,21 +152,18 @@ def compact_names(path) -> int:
 
 
 def ort_int8_config(cfg: ExportConfig, keep_nodes: list[str], symmetric: bool = False):
-    """The OrtInt8Config an export uses: the profile's types for onnx-int8; TensorRT's fixed scheme (symmetric
-    s8 activations, s8 per-channel full-range weights: GPU int8 units have no u8s8 saturation) when `symmetric`.
-    uint8 weights are made symmetric (one zero point, 128): ORT's QLinearConv needs that for per-channel uint8."""
+    """The OrtInt8Config an export uses: the resolved one of the export (`cfg.int8`; its default: the safe
+    no-dot-product lowering) with these kept nodes; TensorRT's fixed scheme (symmetric s8 activations, s8
+    per-channel full-range weights: GPU int8 units have no u8s8 saturation) when `symmetric`."""
+    import dataclasses
+
     from ..quant.onnx import OrtInt8Config
 
+    base = cfg.int8 or OrtInt8Config()
     if symmetric:
-        return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes, symmetric_activations=True,
-                             per_channel=True, reduce_range=False)
-    if cfg.weight_type not in ("int8", "uint8") or cfg.activation_type not in ("uint8", "int8", "uint16", "int16"):
-        raise AgdError(f"onnx-int8: weights must be int8 or uint8 and activations uint8, int8, uint16 or int16 "
-                       f"(got {cfg.weight_type!r}, {cfg.activation_type!r})")
-    return OrtInt8Config(calibration=cfg.calibration, keep_fp32=keep_nodes, activation=cfg.activation_type,
-                         weight=cfg.weight_type, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
-                         weight_symmetric=True if cfg.weight_type == "uint8" else None,
-                         op_types=list(cfg.op_types) if cfg.op_types is not None else None)
+        return OrtInt8Config(calibration=base.calibration, percentile=base.percentile, keep_fp32=keep_nodes,
+                             symmetric_activations=True, per_channel=True, reduce_range=False)
+    return dataclasses.replace(base, keep_fp32=list(keep_nodes))
 
 
 def _opset(path: Path) -> int:

@@ -1,5 +1,6 @@
-"""`openvino-int8`: OpenVINO IR (.xml + .bin) quantized by NNCF post-training quantization, via the shared
-lowering (`agd_deploy.quant.openvino`). Its speedup is measured against the fp32 ONNX run by OpenVINO itself.
+"""`openvino-fp32` and `openvino-int8`: OpenVINO IR (.xml + .bin), fp32 or quantized by NNCF post-training
+quantization, via the shared lowering (`agd_deploy.quant.openvino`). int8's speed-up is measured against the
+fp32 IR on OpenVINO itself.
 The model's metadata goes into the IR's rt_info under `agd` (read back with `model.get_rt_info()`)."""
 
 from __future__ import annotations
@@ -30,10 +31,14 @@ def add_rt_info(xml: Path, meta: dict[str, str]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-class OpenvinoInt8(Exporter):
-    name, precision, suffix, target, fp32_format = "openvino-int8", "int8", ".int8.xml", "openvino-cpu-int8", "onnx"
+class OpenvinoFp32(Exporter):
+    name, target = "openvino-fp32", "openvino-cpu-fp32"
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         path = self.lower(model, example, info, out_dir, cfg)
         add_rt_info(path, info.metadata())
         return self.artifact(path)
+
+
+class OpenvinoInt8(OpenvinoFp32):
+    name, target = "openvino-int8", "openvino-cpu-int8"

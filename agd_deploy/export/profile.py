@@ -23,14 +23,22 @@ activations, concats and residual adds between them stay float and are not re-qu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import AgdError
-from ..utils import find_resource, parse_shape
+from ..utils import find_resource, parse_shape, read_yaml, refuse_unknown
 
 DEFAULT_THRESHOLDS = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
+SCHEMA: dict[str, Any] = {  # what a profile may say (refuse_unknown)
+    "formats": None, "input": None, "threads": None,
+    "calibration": {"method": None, "crops": None, "reduce_range": None, "percentile": None},
+    "onnx_int8": {"weights": None, "activations": None, "per_channel": None, "op_types": None,
+                  "reduce_range": None, "without_dot": None},
+    "verify": {"heldout_per_image": None, "rounds": None},
+    "thresholds": None, "keep_fp32_target_db": None, "keep_fp32_max": None}
 
 
 @dataclass
@@ -39,19 +47,20 @@ class Profile:
     formats: list[str] = field(default_factory=lambda: ["onnx", "onnx-int8"])
     input_shape: list[int] | None = None
     threads: int = 1
-    calibration: str = "minmax"
     calib_crops: int = 24
-    reduce_range: bool | None = None   # None ("auto"): chosen by `resolve_int8`
-    weight_type: str | None = None     # None ("auto"): chosen by `resolve_int8`
-    without_dot: str = "u8s8"          # what "auto" picks on x86 without int8 dot products: u8s8 (7-bit) | u8u8
-    activation_type: str = "uint8"
-    per_channel: bool = True
-    op_types: list[str] | None = None
+    # onnx-int8: the OrtInt8Config fields this profile sets explicitly; everything else is chosen per device
+    # (`resolve_int8`). `without_dot`: what the device choice is on x86 without int8 dot products.
+    onnx_int8: dict[str, Any] = field(default_factory=dict)
+    without_dot: str = "u8s8"
     heldout_per_image: int = 2
     rounds: int = 20
     thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
     keep_fp32_target_db: float = 40.0
     keep_fp32_max: int = 8
+
+    @property
+    def calibration(self) -> str:
+        return self.onnx_int8.get("calibration", "minmax")
 
     def min_psnr(self, fmt: str, precision: str) -> float:
         if fmt in self.thresholds:
@@ -62,9 +71,30 @@ class Profile:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _int8_fields(cal: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
+    """The profile's explicit OrtInt8Config fields (YAML names -> field names; `auto` = not set)."""
+    out: dict[str, Any] = {}
+    for key, src, name in (("method", cal, "calibration"), ("percentile", cal, "percentile"),
+                           ("weights", q, "weight"), ("activations", q, "activation"),
+                           ("per_channel", q, "per_channel"), ("op_types", q, "op_types")):
+        if src.get(key) not in (None, "auto"):
+            out[name] = src[key]
+    rr = q.get("reduce_range", cal.get("reduce_range"))
+    if rr not in (None, "auto"):
+        if not isinstance(rr, bool):
+            raise ValueError(f"reduce_range must be true, false or auto, got {rr!r}")
+        out["reduce_range"] = rr
+    if out.get("weight") == "uint8":
+        out.setdefault("weight_symmetric", True)  # ORT's QLinearConv needs one zero point for per-channel uint8
+    if "op_types" in out:
+        out["op_types"] = [str(t) for t in out["op_types"]]
+    return out
+
+
 def load_profile(spec: str | Path | None) -> Profile:
-    """A profile by path or shipped name (`default`, `mobile`); None = the shipped default."""
-    import yaml
+    """A profile by path or shipped name (`default`, `mobile`, `server`, `teacher`); None = the shipped default.
+    Unknown keys are refused; the int8 settings are validated by the one int8 config (`OrtInt8Config`)."""
+    from ..quant.onnx import OrtInt8Config
 
     path = find_resource("export", str(spec or "default"))
     if path is None:
@@ -72,65 +102,34 @@ def load_profile(spec: str | Path | None) -> Profile:
             return Profile()
         raise AgdError(f"--profile: no export profile {spec!r} "
                        f"(a YAML path, or a shipped one: default, mobile, server, teacher)")
+    where = f"--profile {path}"
+    d = read_yaml(path, "export profile") or {}
+    refuse_unknown(d, SCHEMA, where)
     try:
-        d = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise AgdError(f"--profile {path}: cannot read it ({str(e).splitlines()[0]})") from None
-    if not isinstance(d, dict):
-        raise AgdError(f"--profile {path}: expected a mapping of settings")
-    try:
-        prof = Profile(name=Path(path).stem)
-        if "formats" in d:
-            prof.formats = list(d["formats"])
-        if d.get("input"):
-            prof.input_shape = parse_shape(d["input"])
-        prof.threads = int(d.get("threads", prof.threads))
-        cal = d.get("calibration") or {}
-        prof.calibration = str(cal.get("method", prof.calibration))
-        prof.calib_crops = int(cal.get("crops", prof.calib_crops))
-        prof.reduce_range = _auto_bool(cal.get("reduce_range", prof.reduce_range))
-        q = d.get("onnx_int8") or {}
-        w = q.get("weights", "auto")
-        prof.weight_type = None if w in (None, "auto") else str(w)
-        prof.without_dot = str(q.get("without_dot", prof.without_dot))
-        prof.activation_type = str(q.get("activations", prof.activation_type))
-        prof.per_channel = bool(q.get("per_channel", prof.per_channel))
-        if q.get("op_types") is not None:
-            prof.op_types = [str(t) for t in q["op_types"]]
-        if "reduce_range" in q:
-            prof.reduce_range = _auto_bool(q["reduce_range"])
-        ver = d.get("verify") or {}
-        prof.heldout_per_image = int(ver.get("heldout_per_image", prof.heldout_per_image))
-        prof.rounds = int(ver.get("rounds", prof.rounds))
+        cal, q, ver = d.get("calibration") or {}, d.get("onnx_int8") or {}, d.get("verify") or {}
+        prof = Profile(name=Path(path).stem, formats=list(d.get("formats", Profile().formats)),
+                       input_shape=parse_shape(d["input"]) if d.get("input") else None,
+                       threads=int(d.get("threads", 1)), calib_crops=int(cal.get("crops", 24)),
+                       onnx_int8=_int8_fields(cal, q), without_dot=str(q.get("without_dot", "u8s8")),
+                       heldout_per_image=int(ver.get("heldout_per_image", 2)), rounds=int(ver.get("rounds", 20)),
+                       keep_fp32_target_db=float(d.get("keep_fp32_target_db", 40.0)),
+                       keep_fp32_max=int(d.get("keep_fp32_max", 8)))
         prof.thresholds.update({str(k): float(v) for k, v in (d.get("thresholds") or {}).items()})
-        prof.keep_fp32_target_db = float(d.get("keep_fp32_target_db", prof.keep_fp32_target_db))
-        prof.keep_fp32_max = int(d.get("keep_fp32_max", prof.keep_fp32_max))
+        OrtInt8Config(**prof.onnx_int8)  # validates types, calibration method
     except (TypeError, ValueError, AttributeError) as e:
-        raise AgdError(f"--profile {path}: bad value ({e})") from None
-    if prof.calibration not in ("minmax", "percentile", "entropy"):
-        raise AgdError(f"--profile {path}: calibration.method must be minmax, percentile or entropy")
-    if prof.weight_type not in (None, "int8", "uint8"):
-        raise AgdError(f"--profile {path}: onnx_int8.weights must be auto, int8 or uint8")
+        raise AgdError(f"{where}: bad value ({e})") from None
+    except AgdError as e:  # the int8 config's own words, with the YAML's key names
+        msg = str(e).replace("calibration must", "calibration.method must").replace("int8 config:", "onnx_int8:")
+        raise AgdError(f"{where}: {msg}") from None
     if prof.without_dot not in ("u8s8", "u8u8"):
-        raise AgdError(f"--profile {path}: onnx_int8.without_dot must be u8s8 or u8u8")
-    if prof.activation_type not in ("uint8", "int8", "uint16", "int16"):
-        raise AgdError(f"--profile {path}: onnx_int8.activations must be uint8, int8, uint16 or int16")
+        raise AgdError(f"{where}: onnx_int8.without_dot must be u8s8 or u8u8")
     if prof.threads < 1 or prof.rounds < 1 or prof.calib_crops < 1 or prof.heldout_per_image < 1:
-        raise AgdError(f"--profile {path}: threads, rounds, crops and heldout_per_image must be >= 1")
+        raise AgdError(f"{where}: threads, rounds, crops and heldout_per_image must be >= 1")
     return prof
 
 
-def _auto_bool(v: Any) -> bool | None:
-    if v is None or v == "auto":
-        return None
-    if isinstance(v, bool):
-        return v
-    raise ValueError(f"reduce_range must be true, false or auto, got {v!r}")
-
-
-def resolve_int8(prof: Profile, table_int8: dict | None, identity, table: str | None = None
-                 ) -> tuple[str, bool, str]:
-    """(weight type, reduce_range, where they came from) of onnx-int8 for this export.
+def resolve_int8(prof: Profile, table_int8: dict | None, identity, table: str | None = None):
+    """(OrtInt8Config, where it came from) of onnx-int8 for this export.
 
     The ISA decides whether u8s8 needs 7-bit weights (`quant.onnx.OrtInt8Config.for_device`), so: the lowering
     of the table the model was searched with (the table predicts the shipped file only if it is the same
@@ -141,12 +140,10 @@ def resolve_int8(prof: Profile, table_int8: dict | None, identity, table: str | 
     if table_int8:
         base = OrtInt8Config.from_dict(table_int8)
         how = f"the latency table it was searched with ({table})"
-    else:
-        base = OrtInt8Config.for_device(identity, without_dot=prof.without_dot)
+    else:  # explicit weights pick the matching no-dot-product scheme (int8 weights -> 7-bit there)
+        w = prof.onnx_int8.get("weight")
+        base = OrtInt8Config.for_device(identity, without_dot={"int8": "u8s8", "uint8": "u8u8"}.get(w, prof.without_dot))
         how = f"chosen for this device ({identity.device_class})"
-    weight = prof.weight_type or base.weight
-    reduce = base.reduce_range if prof.reduce_range is None else prof.reduce_range
-    if prof.weight_type is not None or prof.reduce_range is not None:
-        how += "; the export profile sets " + ", ".join(
-            k for k, v in (("weights", prof.weight_type), ("reduce_range", prof.reduce_range)) if v is not None)
-    return weight, bool(reduce), how
+    if prof.onnx_int8:
+        how += "; the export profile sets " + ", ".join(sorted(prof.onnx_int8))
+    return dataclasses.replace(base, **prof.onnx_int8), how

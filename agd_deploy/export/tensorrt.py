@@ -12,7 +12,7 @@ from .onnx import OnnxInt8
 
 
 class TensorRTInt8(OnnxInt8):
-    name, precision, suffix, target, fp32_format = "tensorrt-int8", "int8", ".qdq.onnx", "tensorrt-cuda-int8", None
+    name, target = "tensorrt-int8", "tensorrt-cuda-int8"
     symmetric = True
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:

@@ -9,8 +9,8 @@ from .base import Exporter
 
 
 class TfliteFp32(Exporter):
-    name, precision, suffix, target = "tflite-fp32", "fp32", ".tflite", "litert-cpu-fp32"
+    name, target = "tflite-fp32", "litert-cpu-fp32"
 
 
 class TfliteInt8(Exporter):
-    name, precision, suffix, target, fp32_format = "tflite-int8", "int8", ".int8.tflite", "litert-cpu-int8", "tflite-fp32"
+    name, target = "tflite-int8", "litert-cpu-int8"

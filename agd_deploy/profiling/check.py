@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..device import DeviceIdentity, identify, identity_of
+from ..device import DeviceIdentity, describe_device, identify, identity_of
 from ..errors import AgdError
 from ..space import Arch
 from .lut import LUT
@@ -76,10 +76,10 @@ def reference_archs_of(lut: LUT) -> list[tuple[Arch, float]]:
             for r in refs if r.get("measured_ms")]
 
 
-def check_table(lut: LUT, budget_s: float = 30.0, progress: bool = True, max_rounds: int = 12,
+def check_table(lut: LUT, budget_s: float = 25.0, progress: bool = True, max_rounds: int = 12,
                 identity: DeviceIdentity | None = None) -> CheckResult:
-    """Re-time the table's reference nets here within about `budget_s` seconds (conversions included) and
-    judge the table (module docstring)."""
+    """Re-time the table's reference nets here within about `budget_s` seconds (conversions included), in 3
+    passes of fresh sessions, and judge the table (module docstring)."""
     from ..runtimes import targets as T
     from ..runtimes.timing import Stats, time_artifacts
     from .profile import table_lowering
@@ -99,7 +99,8 @@ def check_table(lut: LUT, budget_s: float = 30.0, progress: bool = True, max_rou
     arts = lower_archs([a for a, _ in refs], lut.target, progress=progress, int8=table_lowering(lut))
     left = max(2.0, budget_s - (time.perf_counter() - t0))
     samples = time_artifacts(lut.target, {str(i): p for i, p in enumerate(arts)}, max_rounds, threads=lut.threads,
-                             clock=lut.clock, budget_s=left, progress="checking" if progress else False)
+                             clock=lut.clock, passes=3, budget_s=left, min_rounds=1,
+                             progress="checking" if progress else False)
     stat = lut.statistic
     here = np.array([Stats.from_samples(samples[str(i)]).get(stat) for i in range(len(refs))])
     table_ms = np.array([m for _, m in refs])
@@ -142,15 +143,6 @@ def scaled(lut: LUT, factor: float, identity: DeviceIdentity, provenance: dict[s
     d["device"] = identity.to_dict()
     d["provenance"] = {"from": str(lut.path), "from_device": lut.device, "factor": round(factor, 6), **provenance}
     return LUT.from_dict(d, "rescaled table")
-
-
-def describe_device(d: dict | None) -> str:
-    ident = identity_of(d)
-    if ident is not None:
-        return ident.describe()
-    if d:
-        return f"an unknown device (old table: cpu {d.get('cpu')!r}, {d.get('cores')} cores, no ISA recorded)"
-    return "an unknown device (the table records none)"
 
 
 def runtime_differs(lut: LUT) -> list[str]:

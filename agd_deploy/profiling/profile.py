@@ -308,17 +308,15 @@ def run_lower_jobs(todo: list[LowerJob], jobs_n: int | None, progress: bool, des
 def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = True,
             on_round: Callable[[int], None] | None = None, lower_only: bool = False,
             jobs_n: int | None = None) -> ProfileResult:
-    """Measure the LUT of `cfg` and write it to `out` (default: the shipped tables' path).
-    `lower_only`: stop after lowering (the artifacts wait in the work folder; a later run only times them),
-    so conversions can run while other jobs use the CPU and the timing alone under an exclusive lock.
-    `jobs_n`: conversion processes (default: one per usable core, at most 4); timing is always one process."""
+    """Measure the LUT of `cfg` and write it to `out` (default: this device's folder of the user's tables,
+    `profiling.tables.user_path`). `lower_only`: stop after lowering (the artifacts wait in the work folder; a
+    later run only times them), so conversions can run while other jobs use the CPU and the timing alone under
+    an exclusive lock. `jobs_n`: conversion processes (default: one per usable core, at most 4); timing is
+    always one process."""
     from ..runtimes import targets as T
-    from ..runtimes.base import device_fingerprint
-    from ..runtimes.timing import Stats, noise, pinned
-    from ..runtimes.timing import timed_rounds
 
     t0 = time.perf_counter()
-    target = T.get_target(cfg.target)  # AgdError: unknown target / runtime not installed
+    T.get_target(cfg.target)  # AgdError: unknown target / runtime not installed
     sp = get_space(cfg.space)
     try:
         shape = list(sp.check_input(cfg.input_shape))
@@ -327,6 +325,26 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     if cfg.rounds < 2:
         raise AgdError("--rounds must be at least 2 (the noise figure compares two halves of the rounds)")
     out = Path(out) if out else tables.user_path(cfg.target, sp.name, shape, cfg.threads)
+    blocks = _blocks(cfg, sp, shape)
+    work = out.parent / f".{out.stem}.work"
+    work.mkdir(parents=True, exist_ok=True)
+    part = _Partial(work / "partial.json", cfg.fingerprint(), cfg.lowering_fingerprint())
+    resumed_rounds = int(part.data["rounds_done"])
+    refs = reference_archs(sp.name, shape, cfg.ref_nets, cfg.seed) if not cfg.only else []
+    jobs = _lower_jobs(cfg, sp.name, shape, blocks, refs, work)
+    lowered = _lower_all(jobs, part, jobs_n, progress, cfg.target)
+    if lower_only:
+        return ProfileResult(out, 0, time.perf_counter() - t0, float("nan"), resumed_rounds, lowered)
+    _time_all(cfg, [j.key for j in jobs], part, progress, on_round)
+    lut, noise_rel = _table(cfg, sp, shape, blocks, refs, part)
+    calibrate(lut)
+    lut.save(out)
+    shutil.rmtree(work, ignore_errors=True)
+    return ProfileResult(out, len(lut.entries), time.perf_counter() - t0, noise_rel, resumed_rounds, lowered)
+
+
+def _blocks(cfg: ProfileConfig, sp, shape) -> list[BlockSpec]:
+    """Every distinct block of the space at this input (or the `only` subset, each checked)."""
     h, w = shape[2], shape[3]
     blocks = sp.all_blocks(h, w)
     if cfg.only:
@@ -335,68 +353,70 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
         if unknown:
             raise AgdError(f"no block {sorted(unknown)[0]} in the {sp.name} space at {h}x{w}")
         blocks = [b for b in blocks if b.key in wanted]
-    int8 = target.is_int8
+    return blocks
 
-    work = out.parent / f".{out.stem}.work"
-    work.mkdir(parents=True, exist_ok=True)
-    part = _Partial(work / "partial.json", cfg.fingerprint(), cfg.lowering_fingerprint())
-    resumed_rounds = int(part.data["rounds_done"])
 
-    # -- 1+2: lower blocks, the identity model and the reference nets (cached across a resume) --------
-    jobs: list[LowerJob] = []
-    for b in blocks:
-        jobs.append(LowerJob(b.key, cfg.target, "block", b.key, block_example_shape(b), str(work), _safe(b.key),
-                             int8, space=sp.name, int8=cfg.int8))
-    jobs.append(LowerJob(IDENTITY, cfg.target, "identity", "", [1, 3, 8, 8], str(work), "identity", int8,
+def _lower_jobs(cfg: ProfileConfig, space: str, shape, blocks, refs, work: Path) -> list[LowerJob]:
+    """1+2 of the module docstring: the blocks (quantized boundaries for int8), the identity model, the
+    reference nets."""
+    from ..runtimes.targets import get_target
+
+    q = get_target(cfg.target, require=False).is_int8
+    jobs = [LowerJob(b.key, cfg.target, "block", b.key, block_example_shape(b), str(work), _safe(b.key), q,
+                     space=space, int8=cfg.int8) for b in blocks]
+    jobs.append(LowerJob(IDENTITY, cfg.target, "identity", "", [1, 3, 8, 8], str(work), "identity", q,
                          int8=cfg.int8))
-    refs = reference_archs(sp.name, shape, cfg.ref_nets, cfg.seed) if not cfg.only else []
-    for i, arch in enumerate(refs):
-        jobs.append(LowerJob(f"{REF_PREFIX}{i}", cfg.target, "net", arch.to_json(), shape, str(work), f"net{i}",
-                             False, space=sp.name, int8=cfg.int8))
+    jobs += [LowerJob(f"{REF_PREFIX}{i}", cfg.target, "net", a.to_json(), shape, str(work), f"net{i}", False,
+                      space=space, int8=cfg.int8) for i, a in enumerate(refs)]
+    return jobs
+
+
+def _lower_all(jobs: list[LowerJob], part: "_Partial", jobs_n, progress: bool, target: str) -> int:
+    """Run the conversions not already in the work folder; each finished one is checkpointed."""
     todo = [j for j in jobs if j.key not in part.artifacts or not Path(part.artifacts[j.key]).exists()]
-    lowered = 0
 
     def done(key: str, path: str) -> None:
-        nonlocal lowered
         part.artifacts[key] = path
-        lowered += 1
         part.save()
 
-    run_lower_jobs(todo, jobs_n, progress, f"lowering {cfg.target}", done)
-    if lower_only:
-        return ProfileResult(out, 0, time.perf_counter() - t0, float("nan"), resumed_rounds, lowered)
+    run_lower_jobs(todo, jobs_n, progress, f"lowering {target}", done)
+    return len(todo)
 
-    # -- 3: time everything interleaved, one round at a time (checkpointed) ---------------------------
-    names = [j.key for j in jobs]
+
+def _time_all(cfg: ProfileConfig, names: list[str], part: "_Partial", progress: bool, on_round) -> None:
+    """3: every model timed interleaved, round by round (each round checkpointed), in passes with freshly
+    created sessions: a session can land in a slow state for its whole life (seen: 256x256 int8 blocks at
+    1.3-2x their usual time in every round of one session, at their usual time in another session of the
+    same file), which one set of sessions cannot tell apart from the block's true cost. The statistic over
+    all passes drops it; whole nets did not show it."""
+    from ..runtimes.timing import time_artifacts
+
+    def record(r: int, sample: dict[str, float]) -> None:
+        for k, ms in sample.items():
+            part.samples.setdefault(k, []).append(ms)
+        part.data["rounds_done"] = r + 1
+        part.save()
+        if on_round:
+            on_round(r + 1)
+
     bounds = pass_bounds(cfg.rounds, cfg.passes)
-    left = max(0, cfg.rounds - int(part.data["rounds_done"]))  # a rerun with fewer rounds times none
-    bar = _bar(None, progress, f"timing {len(names)} models", total_rounds=left)
-    with pinned(cfg.threads):
-        # Passes, each with freshly created sessions: a session can land in a slow state for its whole life
-        # (seen here: 256x256 int8 blocks at 1.3-2x their usual time in every round of one session, at their
-        # usual time in another session of the same file), which one set of sessions cannot tell apart from
-        # the block's true cost. The statistic over all passes drops it; whole nets did not show it.
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
-            pass_rounds = range(max(lo, int(part.data["rounds_done"])), hi)
-            if not pass_rounds:
-                continue
-            sessions = {k: T.load_session(target, part.artifacts[k], threads=cfg.threads) for k in names}
-            runs = {k: s.timer() for k, s in sessions.items()}
-            for r, sample in timed_rounds(runs, pass_rounds, cfg.clock, seed=cfg.seed):
-                for k, ms in sample.items():
-                    part.samples.setdefault(k, []).append(ms)
-                part.data["rounds_done"] = r + 1
-                part.save()
-                if bar is not None:
-                    bar.update(1)
-                if on_round:
-                    on_round(r + 1)
-            for s in sessions.values():
-                s.close()
-    if bar is not None:
-        bar.close()
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        rounds = range(max(lo, int(part.data["rounds_done"])), hi)
+        if rounds:
+            time_artifacts(cfg.target, {k: part.artifacts[k] for k in names}, rounds, threads=cfg.threads,
+                           clock=cfg.clock, seed=cfg.seed, on_round=record, budget_s=None,
+                           progress=f"timing {len(names)} models, pass {i + 1}/{len(bounds) - 1}" if progress
+                           else False)
 
-    # -- 4: entries, overhead, noise ------------------------------------------------------------------
+
+def _table(cfg: ProfileConfig, sp, shape, blocks, refs, part: "_Partial") -> tuple[LUT, float]:
+    """4+5: entries (block statistic - the identity model's), the reference nets, the noise; uncalibrated."""
+    from ..device import identify
+    from ..runtimes import targets as T
+    from ..runtimes.base import device_fingerprint
+    from ..runtimes.timing import Stats, noise
+
+    names = [b.key for b in blocks] + [IDENTITY] + [f"{REF_PREFIX}{i}" for i in range(len(refs))]
     samples = {k: part.samples[k][:cfg.rounds] for k in names}
     full = {k: Stats.from_samples(samples[k]) for k in names}
     call_ms = full[IDENTITY].get(cfg.statistic)  # one constant, so every statistic keeps its order
@@ -406,34 +426,25 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
         entries[b.key] = {f: round(max(0.0, st.get(f) - call_ms), 6) for f in ("min_ms", "p10_ms", "p50_ms", "p90_ms")}
         entries[b.key]["n"] = st.n
     keys = [b.key for b in blocks]
+    half = pass_bounds(cfg.rounds, cfg.passes)[len(pass_bounds(cfg.rounds, cfg.passes)) // 2]
     interleaved = [{k: Stats.from_samples(samples[k][j::2]) for k in keys} for j in (0, 1)]
-    half = bounds[len(bounds) // 2]  # the first half of the passes vs the second
     in_time = [{k: Stats.from_samples(samples[k][:half]) for k in keys},
-               {k: Stats.from_samples(samples[k][half:]) for k in keys}]
+               {k: Stats.from_samples(samples[k][half:]) for k in keys}]  # the first half of the passes vs the second
     noise_parts = {"interleaved": noise(*interleaved, cfg.statistic), "passes": noise(*in_time, cfg.statistic)}
     noise_rel = max(noise_parts.values())
-
-    runtime = {"agd_deploy": __version__}
-    runtime.update(T.runtime_for(target).versions())
+    runtime = {"agd_deploy": __version__, **T.runtime_for(cfg.target).versions()}
+    refs_out = [{"arch": {"ops": a.ops, "widths": a.widths},
+                 "measured_ms": round(full[f"{REF_PREFIX}{i}"].get(cfg.statistic), 4)} for i, a in enumerate(refs)]
+    extra: dict[str, Any] = {"clock": cfg.clock, "profile": {
+        "rounds": cfg.rounds, "call_ms": round(call_ms, 6), "reference_nets": refs_out,
+        "noise_median_rel_diff": round(noise_rel, 4), "noise_parts": {k: round(v, 4) for k, v in noise_parts.items()},
+        "complete": not cfg.only}}
+    if cfg.int8:
+        extra["lowering"] = {"ort_int8": dict(cfg.int8), "chosen_for": identify().device_class}
     lut = LUT(target=cfg.target, space=sp.name, space_hash=sp.space_hash, input_shape=shape, threads=cfg.threads,
               entries=entries, overhead_ms=call_ms, statistic=cfg.statistic, device=device_fingerprint(),
-              runtime=runtime, created=now_iso(),
-              extra={"clock": cfg.clock,
-                     "profile": {"rounds": cfg.rounds, "call_ms": round(call_ms, 6),
-                                 "reference_nets": [{"arch": {"ops": a.ops, "widths": a.widths},
-                                                     "measured_ms": round(full[f"{REF_PREFIX}{i}"].get(cfg.statistic), 4)}
-                                                    for i, a in enumerate(refs)],
-                                 "noise_median_rel_diff": round(noise_rel, 4),
-                                 "noise_parts": {k: round(v, 4) for k, v in noise_parts.items()},
-                                 "complete": not cfg.only}})
-    if cfg.int8:
-        from ..device import identify
-
-        lut.extra["lowering"] = {"ort_int8": dict(cfg.int8), "chosen_for": identify().device_class}
-    calibrate(lut)
-    lut.save(out)
-    shutil.rmtree(work, ignore_errors=True)
-    return ProfileResult(out, len(entries), time.perf_counter() - t0, noise_rel, resumed_rounds, lowered)
+              runtime=runtime, created=now_iso(), extra=extra)
+    return lut, noise_rel
 
 
 def fit_scale(sums: list[float], measured: list[float], call_ms: float,
@@ -516,17 +527,3 @@ class _Identity:
                 return x + 0  # a real op: some exporters drop a pure identity graph
 
         return Identity()
-
-
-def _bar(items, progress: bool, desc: str, total_rounds: int | None = None):
-    """A tqdm over `items`; with `items` None, a bar of `total_rounds` steps to .update() by hand (or None)."""
-    if not progress:
-        return items
-    from tqdm import tqdm
-
-    if items is None:
-        return tqdm(desc=desc, unit="round", total=total_rounds)
-    if total_rounds is not None:
-        return tqdm(items, desc=desc, unit="round", total=total_rounds)
-    items = list(items)
-    return tqdm(items, desc=desc, unit="model")

@@ -122,58 +122,73 @@ class TransferResult:
                         "median_abs_rel_error": round(float(np.median(rel)), 4) if rel else None}}
 
 
-def transfer(source: LUT, probes: int = 10, rounds: int = 5, seed: int = 0, progress: bool = True,
-             jobs_n: int | None = None) -> TransferResult:
-    """Measure `probes` chosen nets (plus the source's reference nets) here and return the transferred table
-    (not saved: the caller decides where). Lowered with this device's int8 lowering, recorded in the table."""
-    from ..runtimes import targets as T
-    from ..runtimes.timing import Stats, time_artifacts
-    from .profile import default_lowering
-    from .validate import lower_archs
-
+def plan(source: LUT, probes: int, seed: int = 0) -> tuple[list[Arch], int]:
+    """(nets to time here, how many of them are the source's reference nets: they come first)."""
     if probes < 0:
         raise AgdError("--probes must be 0 or more")
-    t0 = time.perf_counter()
-    T.get_target(source.target)
     source.check(source.space)
     refs = [a for a, _ in reference_archs_of(source)]
     nets = refs + choose_probes(source, probes, seed=seed, fixed=refs)
     if len(nets) < 3:
         raise AgdError(f"{source.path}: too few nets to fit ({len(nets)}); give --probes 3 or more")
-    int8 = default_lowering(source.target)
-    arts = lower_archs(nets, source.target, progress=progress, jobs_n=jobs_n, int8=int8)
-    samples = time_artifacts(source.target, {str(i): p for i, p in enumerate(arts)}, rounds,
+    return nets, len(refs)
+
+
+def transfer(source: LUT, probes: int = 10, rounds: int = 6, seed: int = 0, progress: bool = True,
+             jobs_n: int | None = None) -> TransferResult:
+    """Measure `probes` chosen nets (plus the source's reference nets) here, in 3 passes of fresh sessions,
+    and return the transferred table (not saved: the caller decides where). Lowered with this device's int8
+    lowering, recorded in the table."""
+    from ..runtimes import targets as T
+    from ..runtimes.timing import time_artifacts
+    from .profile import default_lowering
+    from .validate import lower_archs
+
+    t0 = time.perf_counter()
+    T.get_target(source.target)
+    nets, n_refs = plan(source, probes, seed)
+    arts = lower_archs(nets, source.target, progress=progress, jobs_n=jobs_n, int8=default_lowering(source.target))
+    samples = time_artifacts(source.target, {str(i): p for i, p in enumerate(arts)}, rounds, passes=3,
                              threads=source.threads, clock=source.clock, seed=seed,
                              progress=f"timing {len(arts)} probe nets" if progress else False)
+    table, residuals = fit_table(source, nets, n_refs, [samples[str(i)] for i in range(len(nets))], probes)
+    return TransferResult(table, time.perf_counter() - t0, probes, residuals)
+
+
+def fit_table(source: LUT, nets: list[Arch], n_refs: int, samples: list[list[float]], probes: int
+              ) -> tuple[LUT, list[dict[str, Any]]]:
+    """The transferred table from the nets' timing samples here (module docstring), and its fit residuals."""
+    from ..runtimes.timing import Stats
+    from .profile import default_lowering
+
     stat = source.statistic
-    measured = np.array([Stats.from_samples(samples[str(i)]).get(stat) for i in range(len(nets))])
-    halves = [np.array([Stats.from_samples(samples[str(i)][j::2]).get(stat) for i in range(len(nets))])
-              for j in (0, 1)] if rounds >= 2 else [measured, measured]
+    measured = np.array([Stats.from_samples(s).get(stat) for s in samples])
+    halves = [np.array([Stats.from_samples(s[j::2]).get(stat) for s in samples]) for j in (0, 1)] \
+        if min(len(s) for s in samples) >= 2 else [measured, measured]
     noise = float(np.median(np.abs(halves[0] - halves[1]) / ((halves[0] + halves[1]) / 2)))
     rows = np.array([design_row(source, a) for a in nets])
     coef, g = fit(rows, measured)
     new = _apply(source, coef, g)
-    pred = rows @ coef
-    residuals = [{"net": "reference" if i < len(refs) else "probe", "measured_ms": round(float(m), 4),
+    residuals = [{"net": "reference" if i < n_refs else "probe", "measured_ms": round(float(m), 4),
                   "predicted_ms": round(float(p), 4), "rel_error": round(float(p / m - 1), 4)}
-                 for i, (m, p) in enumerate(zip(measured, pred))]
+                 for i, (m, p) in enumerate(zip(measured, rows @ coef))]
     me = identify()
-    new.device = me.to_dict()
-    new.created = now_iso()
-    new.extra["lowering"] = {"ort_int8": int8, "chosen_for": me.device_class} if int8 else {}
-    if not int8:
-        new.extra.pop("lowering", None)
+    new.device, new.created = me.to_dict(), now_iso()
+    int8 = default_lowering(source.target)
+    new.extra.pop("lowering", None)
+    if int8:
+        new.extra["lowering"] = {"ort_int8": int8, "chosen_for": me.device_class}
     prof = new.extra.setdefault("profile", {})
     prof["reference_nets"] = [{"arch": {"ops": a.ops, "widths": a.widths}, "measured_ms": round(float(m), 4)}
-                              for a, m in zip(refs, measured[:len(refs)])]
+                              for a, m in zip(nets[:n_refs], measured[:n_refs])]
     prof["noise_median_rel_diff"] = round(noise, 4)
-    prof["rounds"] = rounds
+    prof["rounds"] = min(len(s) for s in samples)
     new.extra["provenance"] = {
         "kind": "transferred", "from": str(source.path), "from_device": source.device, "probes": probes,
-        "rounds": rounds, "scales": {c: round(float(s), 4) for c, s in zip(CLASSES, coef[1:])},
+        "rounds": prof["rounds"], "scales": {c: round(float(s), 4) for c, s in zip(CLASSES, coef[1:])},
         "constant_ms": round(float(coef[0]), 4), "global_factor": round(g, 4), "ridge": RIDGE,
-        "probe_archs": [{"ops": a.ops, "widths": a.widths} for a in nets[len(refs):]], "residuals": residuals}
-    return TransferResult(new, time.perf_counter() - t0, probes, residuals)
+        "probe_archs": [{"ops": a.ops, "widths": a.widths} for a in nets[n_refs:]], "residuals": residuals}
+    return new, residuals
 
 
 def _apply(source: LUT, coef: np.ndarray, g: float) -> LUT:

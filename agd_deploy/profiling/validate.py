@@ -94,17 +94,17 @@ def measure_archs(archs: list[Arch], target_name: str, threads: int, rounds: int
                   seed: int = 0, progress: bool = True, clock: str = "", int8: dict | None = None,
                   ) -> list[tuple[float, float, float]]:
     """Lower each arch's whole net for the target and time them all interleaved in two passes of `rounds`
-    rounds (alternating rounds). Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
+    rounds, each pass with fresh sessions. Returns per arch (statistic over both passes, pass 1, pass 2) in ms."""
     from ..runtimes.timing import Stats, time_artifacts
 
     arts = lower_archs(archs, target_name, progress, int8=int8)
     samples = time_artifacts(target_name, {str(i): p for i, p in enumerate(arts)}, 2 * rounds, threads=threads,
-                             clock=clock, seed=seed * 7919 + 1,
+                             clock=clock, seed=seed * 7919 + 1, passes=2,
                              progress=f"timing {len(arts)} nets x2" if progress else False)
     out = []
     for i in range(len(arts)):
         xs = samples[str(i)]
-        out.append(tuple(Stats.from_samples(v).get(statistic) for v in (xs, xs[0::2], xs[1::2])))
+        out.append(tuple(Stats.from_samples(v).get(statistic) for v in (xs, xs[:rounds], xs[rounds:])))
     return out
 
 
@@ -132,7 +132,7 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     meas = np.array([t[0] for t in timings])
     p1, p2 = np.array([t[1] for t in timings]), np.array([t[2] for t in timings])
     flops_pred = flops_fit(gmacs, meas)
-    from .check import describe_device
+    from ..device import describe_device
     from ..runtimes.base import device_fingerprint
 
     report = {"n": n, "seed": seed, "target": lut.target, "table": str(lut.path) if lut.path else None,
@@ -193,6 +193,6 @@ def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20
     with tempfile.TemporaryDirectory(prefix="agd-measure-") as tmp:
         art = lower_model(target_name, build(arch), arch.input_shape, Path(tmp), "net", quantized_io=False,
                           value_range=arch.space_obj.value_range, int8=int8)
-        samples = time_artifacts(target_name, {"net": art}, rounds, threads=threads, clock=clock,
+        samples = time_artifacts(target_name, {"net": art}, rounds, threads=threads, clock=clock, passes=2,
                                  progress="timing" if progress else False)["net"]
     return Stats.from_samples(samples).get(statistic)

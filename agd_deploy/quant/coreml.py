@@ -1,46 +1,95 @@
-"""torch -> CoreML .mlpackage (ML program) with coremltools: fp16, or int8 weights (W8, per-channel linear
-quantization via coremltools.optimize). Conversion and weight compression run on Linux; activation
-calibration (W8A8) and prediction need macOS, so the int8 artifact made here is W8 with fp16 activations."""
+"""torch -> CoreML .mlpackage (ML program) with coremltools: the one CoreML conversion, used by the CoreML
+targets' tables and by the `coreml-*` exporters alike.
+
+fp16, or int8: per-channel symmetric int8 weights (W8) everywhere, plus activations calibrated on `calib`
+(W8A8) on macOS. Conversion and weight compression run on any OS; activation calibration and prediction need
+macOS, so off macOS the int8 artifact is W8 with fp16 activations."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import platform
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from ..errors import MissingRuntimeError
+from ..utils import atomic_path
 
 
-def to_coreml(module, example, out: str | Path, precision: str = "int8", metadata: dict[str, Any] | None = None) -> Path:
+@contextlib.contextmanager
+def _quiet():
+    """coremltools prints progress bars and 'Failed to load _MLModelProxy' lines off macOS: that is expected."""
+    logging.disable(logging.WARNING)
+    buf = io.StringIO()
     try:
-        import coremltools as ct
-    except ImportError:
-        raise MissingRuntimeError("CoreML conversion needs coremltools: pip install 'agd-deploy[coreml]'") from None
+        with warnings.catch_warnings(), contextlib.redirect_stderr(buf):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def int8_mode(calib: Sequence[np.ndarray] | None) -> str:
+    """W8A8 where activations can be calibrated (macOS, with calibration inputs), else W8."""
+    return "W8A8" if platform.system() == "Darwin" and calib else "W8"
+
+
+def _convert(module, example):
+    import coremltools as ct
     import torch
 
-    out = Path(out)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        traced = torch.export.export(module.eval(), (example,)).run_decompositions({})
-        ml = ct.convert(traced, inputs=[ct.TensorType(name="input", shape=tuple(example.shape))],
-                        outputs=[ct.TensorType(name="output")], convert_to="mlprogram",
-                        compute_precision=ct.precision.FLOAT16, minimum_deployment_target=ct.target.iOS16)
-        if precision == "int8":
-            cfg = ct.optimize.coreml.OptimizationConfig(
-                global_config=ct.optimize.coreml.OpLinearQuantizerConfig(mode="linear_symmetric",
-                                                                         granularity="per_channel"))
-            ml = ct.optimize.coreml.linear_quantize_weights(ml, config=cfg)
-    meta = {"precision": "int8-weights" if precision == "int8" else precision, "layout": "NCHW", **(metadata or {})}
-    for k, v in meta.items():
-        ml.user_defined_metadata[str(k)] = v if isinstance(v, str) else json.dumps(v)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".coreml-") as tmp:
-        staged = Path(tmp) / out.name
-        ml.save(str(staged))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        shutil.move(str(staged), str(out))
-    return out
+    x = example if isinstance(example, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(example, np.float32))
+    with torch.no_grad():
+        traced = torch.jit.trace(module.eval(), x)
+    return ct.convert(traced, inputs=[ct.TensorType(name="input", shape=tuple(x.shape))],
+                      outputs=[ct.TensorType(name="output")], convert_to="mlprogram",
+                      compute_precision=ct.precision.FLOAT16, minimum_deployment_target=ct.target.iOS16)
+
+
+def _quantize(ml, calib: Sequence[np.ndarray] | None):
+    import coremltools.optimize.coreml as cto
+
+    if int8_mode(calib) == "W8A8":
+        acfg = cto.OptimizationConfig(global_config=cto.experimental.OpActivationLinearQuantizerConfig(
+            mode="linear_symmetric"))
+        ml = cto.experimental.linear_quantize_activations(ml, acfg, [{"input": a} for a in calib])
+    wcfg = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel"))
+    return cto.linear_quantize_weights(ml, wcfg)
+
+
+def _save(ml, path: Path) -> Path:
+    if path.is_dir():
+        shutil.rmtree(path)
+    with atomic_path(path, suffix=".mlpackage") as tmp:
+        tmp.unlink()  # coremltools wants to create the package folder itself
+        with _quiet():
+            ml.save(str(tmp))
+    return path
+
+
+def lower(target, module, example, out: str | Path, *, calib=None, metadata: dict[str, Any] | None = None,
+          **_: Any) -> Path:
+    """`coreml` lowering handler (runtimes.targets.LOWERINGS): fp16, or int8 (W8 / W8A8, see `int8_mode`)."""
+    try:
+        with _quiet():
+            import coremltools  # noqa: F401
+    except ImportError:
+        raise MissingRuntimeError("CoreML conversion needs coremltools: pip install 'agd-deploy[coreml]'") from None
+    with _quiet():
+        ml = _convert(module, example)
+        if target.is_int8:
+            ml = _quantize(ml, calib)
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    if target.is_int8:
+        meta["agd.quantization"] = int8_mode(calib)
+    ml.user_defined_metadata.update(meta)
+    ml.short_description = "agd-deploy generator: input `input` float32 NCHW RGB, output `output`"
+    return _save(ml, Path(out))

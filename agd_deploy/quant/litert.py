@@ -284,3 +284,10 @@ def _write(buf: bytes, out: str | Path, meta: dict[str, Any]) -> Path:
     with atomic_path(out, suffix=".tflite") as tmp:
         tmp.write_bytes(buf)
     return out
+
+
+def lower(target, module, example, out: str | Path, *, calib, quantized_io=False, metadata=None, **_) -> Path:
+    """`litert` lowering handler (runtimes.targets.LOWERINGS): int8 PT2E or fp32 .tflite by the target."""
+    if target.is_int8:
+        return to_tflite_int8(module, example, out, calib, quantized_io=quantized_io, metadata=metadata)
+    return to_tflite_fp32(module, example, out, metadata=metadata)

@@ -34,6 +34,7 @@ from ..errors import AgdError
 from ..utils import atomic_path
 
 OPSET = 17
+CALIBRATIONS = ("minmax", "percentile", "entropy")
 
 
 def _set_metadata(model, metadata: dict[str, Any] | None) -> None:
@@ -83,8 +84,8 @@ class OrtInt8Config:
     (symmetric for signed weights, asymmetric for uint8); True gives uint8 weights one zero point (128) per
     tensor, which ORT's QLinearConv needs for per-channel uint8 weights.
 
-    Fields after `reduce_range` are left out of `to_dict()` at their defaults, so the default config's dict (a
-    cache key of the `ort-cpu-int8` latency tables' validation nets) is the same as before they existed."""
+    `to_dict()` is every field; `cache_key()` adds CACHE_VERSION, bumped when a field's meaning changes, so
+    cached artifacts made under the old meaning are not reused. Validated once, here."""
 
     activation: str = "uint8"
     weight: str = "int8"
@@ -101,15 +102,23 @@ class OrtInt8Config:
     # (x + 0.2 * block(x)) in float: it is then not re-quantized at every block, only where a Conv reads it.
     op_types: list[str] | None = None
 
-    _OPTIONAL = {"weight_symmetric": None, "op_types": None}
+    CACHE_VERSION = 2  # a class constant, not a field
 
     def __post_init__(self) -> None:
         if self.symmetric_activations:
             self.reduce_range = False
+        types = ("uint8", "int8", "uint16", "int16")
+        if self.activation not in types or self.weight not in ("int8", "uint8"):
+            raise AgdError(f"int8 config: weights must be int8 or uint8 and activations one of {', '.join(types)} "
+                           f"(got {self.weight!r}, {self.activation!r})")
+        if self.calibration not in CALIBRATIONS:
+            raise AgdError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {self.calibration!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__
-                if k not in self._OPTIONAL or getattr(self, k) != self._OPTIONAL[k]}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def cache_key(self) -> dict[str, Any]:
+        return {"version": self.CACHE_VERSION, **self.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "OrtInt8Config":
@@ -197,8 +206,6 @@ def quantize_qdq(fp32_onnx: str | Path, out: str | Path, calib_arrays: Sequence[
         raise AgdError("int8 quantization needs at least one calibration input")
     methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                "entropy": CalibrationMethod.Entropy}
-    if cfg.calibration not in methods:
-        raise AgdError(f"calibration must be one of {', '.join(methods)}, got {cfg.calibration!r}")
     act = "int8" if cfg.symmetric_activations else cfg.activation
     # ForceQuantizeNoInputCheck: data-movement ops (Resize, Pad, ...) fed by the graph input get quantized
     # inputs too, as they do inside a whole net, where their producer is quantized.
@@ -307,3 +314,33 @@ def read_metadata(onnx_path: str | Path) -> dict[str, str]:
     import onnx
 
     return {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+
+
+# -- lowering handlers (runtimes.targets.LOWERINGS) -------------------------------------------------------------
+
+def lower_fp32(target, module, example, out: Path, *, metadata=None, **_: Any) -> Path:
+    """`onnx-fp32`: one fp32 .onnx file."""
+    return export_onnx(module, example, out, metadata=metadata)
+
+
+def lower_int8(target, module, example, out: Path, *, calib, quantized_io=False, metadata=None,
+               int8_config: OrtInt8Config | None = None, **_: Any) -> Path:
+    """`onnx-int8`: fp32 export, then QDQ with `int8_config` (default: TensorRT's symmetric scheme for a
+    TensorRT target, else the u8s8 lowering chosen for this machine's ISA); `quantized_io` strips the boundary
+    Q/DQ of a LUT block."""
+    import tempfile
+
+    from ..utils import move_file
+
+    if int8_config is None and target.runtime == "tensorrt":
+        int8_config = OrtInt8Config(symmetric_activations=True)
+    if int8_config is None:  # the device a CPU artifact is lowered on is the one it is profiled and verified on
+        from ..device import identify
+
+        int8_config = OrtInt8Config.for_device(identify())
+    with tempfile.TemporaryDirectory(prefix="agd-lower-") as tmp:
+        fp32 = export_onnx(module, example, Path(tmp) / "fp32.onnx", metadata=metadata)
+        qdq = quantize_qdq(fp32, Path(tmp) / "qdq.onnx", calib, int8_config)
+        if quantized_io:
+            return strip_boundary_qdq(qdq, out)
+        return move_file(qdq, out)

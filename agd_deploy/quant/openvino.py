@@ -63,3 +63,16 @@ def quantize_openvino(onnx_path: str | Path, out: str | Path, calib: Sequence[np
     with contextlib.redirect_stdout(io.StringIO()):
         q = nncf.quantize(model, data, subset_size=len(calib))
     return _save(q, Path(out))
+
+
+def lower(target, module, example, out: Path, *, calib, metadata=None, **_) -> Path:
+    """`openvino` lowering handler (runtimes.targets.LOWERINGS): the fp32 ONNX export read by OpenVINO, as an
+    fp32 IR, or NNCF-quantized for an int8 target."""
+    from .onnx import export_onnx
+
+    _require(target.is_int8)
+    with tempfile.TemporaryDirectory(prefix="agd-lower-") as tmp:
+        fp32 = export_onnx(module, example, Path(tmp) / "fp32.onnx", metadata=metadata)
+        if target.is_int8:
+            return quantize_openvino(fp32, out, calib)
+        return to_openvino_fp32(fp32, out)

@@ -26,3 +26,8 @@ def export_pt2(module, example, out: str | Path, fp16_cuda: bool = False) -> Pat
         ep = torch.export.export(module, (example,))
         torch.export.save(ep, str(tmp))
     return out
+
+
+def lower(target, module, example, out: str | Path, **_) -> Path:
+    """`torch-pt2` lowering handler (runtimes.targets.LOWERINGS)."""
+    return export_pt2(module, example, out, fp16_cuda=target.precision == "fp16")

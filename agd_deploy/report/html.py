@@ -167,7 +167,7 @@ def _overview(d: RunData) -> str:
 
 
 def _device_line(dev: dict) -> str:
-    from ..profiling.check import describe_device
+    from ..device import describe_device
 
     return describe_device(dev)
 
@@ -308,7 +308,8 @@ def _exports(d: RunData) -> str:
         if not isinstance(e, dict):
             continue
         status = str(e.get("status", "?"))
-        cls = "ok" if status == "ok" else ("warn" if status.startswith("not verified") else "bad")
+        kind = Status.parse(status).kind
+        cls = "ok" if kind is Kind.OK else ("warn" if kind is Kind.NOT_VERIFIED else "bad")
         size = e.get("bytes")
         rows.append([_e(e.get("format")), _e(e.get("precision", "")),
                      _num(size / 1e6 if isinstance(size, (int, float)) else None, ".3f", " MB"),

@@ -1,11 +1,16 @@
-"""Deployment targets `<runtime>-<device>-<precision>` and the one place that turns a torch module into the
-artifact a target runs (`lower`) and loads it (`load_session`). Profiling (LUT blocks) and export (whole nets)
-both call `lower`, so a LUT entry and a shipped file come from the same conversion code."""
+"""Deployment targets `<runtime>-<device>-<precision>`: one record per target, and the one place that turns a
+torch module into the artifact a target runs (`lower`) and loads it (`load_session`). Profiling (LUT blocks)
+and export (whole nets) both call `lower`, so a LUT entry and a shipped file come from the same conversion.
+
+A target is a record (`Target`) naming its runtime adapter (ADAPTERS), its lowering handler (LOWERINGS: a
+function in `agd_deploy/quant/`, registered by name and imported only when used), artifact suffix, precision,
+the fp32 target its speed-ups are measured against, and whether its runtime computes in the calling thread
+(then one-thread timings use that thread's CPU clock). Adding a target = one record here + its lowering
+handler (docs/ARCHITECTURE.md, "How to add a target")."""
 
 from __future__ import annotations
 
 import importlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,28 +24,41 @@ from .base import Runtime, Session
 @dataclass(frozen=True)
 class Target:
     name: str
-    runtime: str  # adapter key in ADAPTERS
-    device: str  # cpu | cuda | android | mac
-    precision: str  # fp32 | fp16 | int8
-    suffix: str  # artifact file suffix
-    needs: str  # what a user must have, for error messages
+    runtime: str        # adapter key in ADAPTERS
+    device: str         # cpu | cuda | android | mac
+    precision: str      # fp32 | fp16 | int8
+    suffix: str         # artifact file suffix
+    needs: str          # what a user must have, for error messages
+    lowering: str       # handler key in LOWERINGS
+    fp32: str | None = None     # the target (same runtime) speed-ups are measured against
+    in_caller: bool = False     # at one thread the runtime computes in the calling thread (CPU clock)
 
     @property
     def is_int8(self) -> bool:
         return self.precision == "int8"
 
 
+_LITERT = "the 'ai-edge-litert' and 'litert-torch' packages (pip install agd-deploy[litert])"
+_OPENVINO = "the 'openvino' and 'nncf' packages (pip install agd-deploy[openvino])"
 TARGETS: dict[str, Target] = {t.name: t for t in [
-    Target("torch-cpu-fp32", "torch", "cpu", "fp32", ".pt2", "the 'torch' package"),
-    Target("ort-cpu-fp32", "ort", "cpu", "fp32", ".onnx", "the 'onnxruntime' package"),
-    Target("ort-cpu-int8", "ort", "cpu", "int8", ".int8.onnx", "the 'onnxruntime' package"),
-    Target("litert-cpu-fp32", "litert", "cpu", "fp32", ".tflite", "the 'ai-edge-litert' and 'litert-torch' packages (pip install agd-deploy[litert])"),
-    Target("litert-cpu-int8", "litert", "cpu", "int8", ".int8.tflite", "the 'ai-edge-litert' and 'litert-torch' packages (pip install agd-deploy[litert])"),
-    Target("openvino-cpu-int8", "openvino", "cpu", "int8", ".int8.xml", "the 'openvino' and 'nncf' packages (pip install agd-deploy[openvino])"),
-    Target("torch-cuda-fp16", "torch", "cuda", "fp16", ".fp16.pt2", "CUDA PyTorch and a CUDA GPU"),
-    Target("tensorrt-cuda-int8", "tensorrt", "cuda", "int8", ".qdq.onnx", "the 'tensorrt' package and a CUDA GPU"),
-    Target("litert-android-int8", "adb", "android", "int8", ".int8.tflite", "an Android device reachable through adb (--adb 'adb -s SERIAL shell') with LiteRT's benchmark_model on it"),
-    Target("coreml-mac-int8", "coreml", "mac", "int8", ".int8.mlpackage", "macOS with coremltools (CoreML prediction needs macOS)"),
+    Target("torch-cpu-fp32", "torch", "cpu", "fp32", ".pt2", "the 'torch' package", "torch-pt2"),
+    Target("ort-cpu-fp32", "ort", "cpu", "fp32", ".onnx", "the 'onnxruntime' package", "onnx-fp32", in_caller=True),
+    Target("ort-cpu-int8", "ort", "cpu", "int8", ".int8.onnx", "the 'onnxruntime' package", "onnx-int8",
+           "ort-cpu-fp32", in_caller=True),
+    Target("litert-cpu-fp32", "litert", "cpu", "fp32", ".tflite", _LITERT, "litert", in_caller=True),
+    Target("litert-cpu-int8", "litert", "cpu", "int8", ".int8.tflite", _LITERT, "litert", "litert-cpu-fp32",
+           in_caller=True),
+    Target("openvino-cpu-fp32", "openvino", "cpu", "fp32", ".xml", _OPENVINO, "openvino"),
+    Target("openvino-cpu-int8", "openvino", "cpu", "int8", ".int8.xml", _OPENVINO, "openvino", "openvino-cpu-fp32"),
+    Target("torch-cuda-fp16", "torch", "cuda", "fp16", ".fp16.pt2", "CUDA PyTorch and a CUDA GPU", "torch-pt2"),
+    Target("tensorrt-cuda-int8", "tensorrt", "cuda", "int8", ".qdq.onnx", "the 'tensorrt' package and a CUDA GPU",
+           "onnx-int8"),
+    Target("litert-android-int8", "adb", "android", "int8", ".int8.tflite", "an Android device reachable through "
+           "adb (--adb 'adb -s SERIAL shell') with LiteRT's benchmark_model on it", "litert"),
+    Target("coreml-mac-fp16", "coreml", "mac", "fp16", ".fp16.mlpackage", "macOS with coremltools (CoreML "
+           "prediction needs macOS)", "coreml"),
+    Target("coreml-mac-int8", "coreml", "mac", "int8", ".int8.mlpackage", "macOS with coremltools (CoreML "
+           "prediction needs macOS)", "coreml", "coreml-mac-fp16"),
 ]}
 
 ADAPTERS: dict[str, str] = {
@@ -53,12 +71,26 @@ ADAPTERS: dict[str, str] = {
     "adb": "agd_deploy.runtimes.adb:AdbRuntime",
 }
 
+# Lowering handlers: handler(target, module, example, out, *, calib, quantized_io, metadata, int8_config) -> Path
+LOWERINGS: dict[str, str] = {
+    "torch-pt2": "agd_deploy.quant.torch_export:lower",
+    "onnx-fp32": "agd_deploy.quant.onnx:lower_fp32",
+    "onnx-int8": "agd_deploy.quant.onnx:lower_int8",
+    "litert": "agd_deploy.quant.litert:lower",
+    "openvino": "agd_deploy.quant.openvino:lower",
+    "coreml": "agd_deploy.quant.coreml:lower",
+}
+
+
+def _load(spec: str):
+    mod, attr = spec.split(":")
+    return getattr(importlib.import_module(mod), attr)
+
 
 def runtime_for(target: Target | str) -> Runtime:
     """The adapter instance of a target (imports only the adapter module, not its runtime package)."""
     t = target if isinstance(target, Target) else get_target(target, require=False)
-    mod, cls = ADAPTERS[t.runtime].split(":")
-    return getattr(importlib.import_module(mod), cls)()
+    return _load(ADAPTERS[t.runtime])()
 
 
 def available(target: Target | str) -> tuple[bool, str]:
@@ -89,68 +121,23 @@ def lower(target: Target | str, module, example, out_dir: str | Path, calib: Seq
           name: str = "model", quantized_io: bool = False, metadata: dict[str, Any] | None = None,
           int8_config: Any = None) -> Path:
     """Turn a torch module into the artifact `target` runs, at the fixed shape of `example` (NCHW float
-    tensor), written as `out_dir/<name><target.suffix>`; returns its path. Intermediate files go to a temp dir.
+    tensor), written as `out_dir/<name><target.suffix>`; returns its path. The target's registered handler
+    does the work (intermediate files go to a temp dir).
 
     calib: int8 calibration inputs (NCHW float32, the example's shape); None = the example alone (good enough for
     timing-only blocks, not for accuracy). quantized_io: int8 LUT blocks only — the artifact takes and returns
     quantized tensors (see `quant.onnx.strip_boundary_qdq`, `quant.litert`). metadata: stored in the artifact
-    (ONNX metadata_props; TFLite metadata). int8_config: an `OrtInt8Config` for ONNX int8 paths."""
+    (ONNX metadata_props; TFLite metadata). int8_config: an `OrtInt8Config` for ONNX int8 paths (None: the one
+    chosen for this machine's ISA)."""
     t = target if isinstance(target, Target) else get_target(target, require=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{name}{t.suffix}"
-    module = module.eval()
-    calib = list(calib) if calib else [_to_numpy(example)]
     if quantized_io and not t.is_int8:
         raise AgdError(f"quantized boundaries only apply to int8 targets, not {t.name}")
-
-    if t.runtime == "torch":
-        from ..quant.torch_export import export_pt2
-
-        return export_pt2(module, example, out, fp16_cuda=(t.precision == "fp16"))
-    if t.runtime == "litert" or t.runtime == "adb":
-        from ..quant import litert
-
-        if t.is_int8:
-            return litert.to_tflite_int8(module, example, out, calib, quantized_io=quantized_io, metadata=metadata)
-        return litert.to_tflite_fp32(module, example, out, metadata=metadata)
-    if t.runtime == "coreml":
-        from ..quant.coreml import to_coreml
-
-        return to_coreml(module, example, out, precision=t.precision, metadata=metadata)
-
-    from ..quant import onnx as qonnx
-
-    with tempfile.TemporaryDirectory(prefix="agd-lower-") as tmp:
-        fp32 = qonnx.export_onnx(module, example, Path(tmp) / "fp32.onnx", metadata=metadata)
-        if t.name == "ort-cpu-fp32":
-            return Path(_move(fp32, out))
-        if t.runtime == "openvino":
-            from ..quant.openvino import quantize_openvino
-
-            return quantize_openvino(fp32, out, calib)
-        if int8_config is None and t.runtime == "tensorrt":
-            int8_config = qonnx.OrtInt8Config(symmetric_activations=True)
-        if int8_config is None:  # chosen for this machine's ISA: the device a CPU artifact is lowered on
-            from ..device import identify
-
-            int8_config = qonnx.OrtInt8Config.for_device(identify())
-        cfg = int8_config
-        qdq = qonnx.quantize_qdq(fp32, Path(tmp) / "qdq.onnx", calib, cfg)
-        if quantized_io:
-            return qonnx.strip_boundary_qdq(qdq, out)
-        return Path(_move(qdq, out))
-
-
-def _move(src: Path, dst: Path) -> Path:
-    import os
-    import shutil
-
-    try:
-        os.replace(src, dst)
-    except OSError:  # another file system
-        shutil.move(str(src), str(dst))
-    return dst
+    handler = _load(LOWERINGS[t.lowering])
+    return Path(handler(t, module.eval(), example, out_dir / f"{name}{t.suffix}",
+                        calib=list(calib) if calib else [_to_numpy(example)], quantized_io=quantized_io,
+                        metadata=metadata, int8_config=int8_config))
 
 
 def load_session(target: Target | str, artifact: str | Path, threads: int = 1, **options: Any) -> Session:

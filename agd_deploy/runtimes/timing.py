@@ -159,10 +159,6 @@ def pinned(threads: int) -> Iterator[None]:
 CLOCKS = ("cpu", "wall")
 
 
-def default_clock(threads: int) -> str:
-    return "cpu" if threads == 1 else "wall"
-
-
 def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: str = "cpu",
                  seed: int = 0) -> Iterator[tuple[int, dict[str, float]]]:
     """Yield (round index, {name: ms}) for each round of `rounds`; one sample per model per round."""
@@ -191,56 +187,83 @@ def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: st
 
 # --- the timing service: artifacts of a target, sessions opened and closed here ---------------------------
 
-CPU_CLOCK_RUNTIMES = ("ort", "litert")  # with 1 thread these run the model in the calling thread
-
-
 def target_clock(target, threads: int) -> str:
     """The clock a target is timed with: the calling thread's CPU time where the runtime computes in that
-    thread (ORT, LiteRT on the CPU at 1 thread), else wall time (own thread pools, GPUs, phones)."""
+    thread (the record's `in_caller`: ORT, LiteRT on the CPU at 1 thread), else wall time (own thread pools,
+    GPUs, phones)."""
     from .targets import Target, get_target
 
     t = target if isinstance(target, Target) else get_target(target, require=False)
-    return "cpu" if threads == 1 and t.device == "cpu" and t.runtime in CPU_CLOCK_RUNTIMES else "wall"
+    return "cpu" if threads == 1 and t.in_caller else "wall"
 
 
-def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int, *, threads: int = 1, clock: str = "",
-                   seed: int = 0, progress: bool | str = False, budget_s: float | None = None,
-                   min_rounds: int = 2, inputs: Mapping[str, np.ndarray] | None = None,
-                   **load_options: Any) -> dict[str, list[float]]:
-    """Time the artifacts of one target interleaved (`timed_rounds`) with pinned threads and the target's clock;
-    returns {name: samples in ms}, one sample per round. Sessions are opened here and always closed.
-
-    budget_s: stop early once the next round would end past it (never before `min_rounds`): a check that must
-    answer in seconds times as many rounds as fit. inputs: {name: array} to time on (default: each session's
-    example input). load_options go to the runtime adapter (e.g. adb=...)."""
-    from .targets import load_session
-
-    clock = clock or target_clock(target, threads)
-    samples: dict[str, list[float]] = {k: [] for k in artifacts}
-    t0 = time.perf_counter()
+def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, threads: int = 1, clock: str = "cpu",
+              seed: int = 0, progress: bool | str = False, budget_s: float | None = None, min_rounds: int = 2,
+              on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+    """THE timing call: prepared callables timed interleaved (`timed_rounds`) with `threads` pinned; returns
+    {name: samples in ms}, one sample per round. `rounds`: a count, or the range of round indices (a resumed
+    profile continues its seeds). budget_s: stop once the next round would end past it (never before
+    `min_rounds`). on_round(index, {name: ms}) after each round (checkpoints)."""
+    rounds = range(rounds) if isinstance(rounds, int) else rounds
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    t0 = last = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=rounds, desc=progress if isinstance(progress, str) else "timing", unit="round",
+        bar = tqdm(total=len(rounds), desc=progress if isinstance(progress, str) else "timing", unit="round",
                    leave=False)
-    with contextlib.ExitStack() as stack, pinned(threads):
-        sessions = {k: stack.enter_context(closing(load_session(target, p, threads=threads, **load_options)))
+    try:
+        with pinned(threads):
+            for r, sample in timed_rounds(runs, rounds, clock, seed=seed):
+                for k, ms in sample.items():
+                    samples[k].append(ms)
+                if on_round is not None:
+                    on_round(r, sample)
+                if bar is not None:
+                    bar.update(1)
+                now = time.perf_counter()
+                if budget_s is not None and len(samples[next(iter(runs))]) >= min_rounds and \
+                        (now - t0) + (now - last) > budget_s:
+                    break
+                last = now
+    finally:
+        if bar is not None:
+            bar.close()
+    return samples
+
+
+def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int | range, *, threads: int = 1, clock: str = "",
+                   passes: int = 1, inputs: Mapping[str, np.ndarray] | None = None,
+                   load_options: Mapping[str, Any] | None = None, budget_s: float | None = None,
+                   **kw: Any) -> dict[str, list[float]]:
+    """Time the artifacts of one target: sessions opened here (and always closed), the target's clock unless
+    given, then `time_runs` (its keywords pass through). `passes`: the rounds are split into this many
+    passes, each with freshly loaded sessions, because a session can sit in a slow state for its whole life
+    (docs/ARCHITECTURE.md, "Known pitfalls"): a statistic over several passes drops it. inputs: {name: array}
+    to time on (default: each session's example input); load_options go to the runtime adapter (adb=...)."""
+    rounds = range(rounds) if isinstance(rounds, int) else rounds
+    n = max(1, min(passes, len(rounds)))
+    cuts = [rounds.start + round(i * len(rounds) / n) for i in range(n + 1)]
+    samples: dict[str, list[float]] = {k: [] for k in artifacts}
+    t0 = time.perf_counter()
+    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+        left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - t0)) / (n - i)
+        got = _one_pass(target, artifacts, range(lo, hi), threads, clock or target_clock(target, threads), inputs,
+                        load_options, left, kw)
+        for k, v in got.items():
+            samples[k].extend(v)
+    return samples
+
+
+def _one_pass(target, artifacts, rounds: range, threads: int, clock: str, inputs, load_options, budget_s, kw):
+    from .targets import load_session
+
+    with pinned(threads), contextlib.ExitStack() as stack:  # runtimes size their thread pools at load
+        sessions = {k: stack.enter_context(closing(load_session(target, p, threads=threads, **(load_options or {}))))
                     for k, p in artifacts.items()}
         runs = {k: s.timer((inputs or {}).get(k)) for k, s in sessions.items()}
-        last = t0
-        for r, sample in timed_rounds(runs, range(rounds), clock, seed=seed):
-            for k, ms in sample.items():
-                samples[k].append(ms)
-            if bar is not None:
-                bar.update(1)
-            now = time.perf_counter()
-            if budget_s is not None and r + 1 >= min_rounds and (now - t0) + (now - last) > budget_s:
-                break
-            last = now
-    if bar is not None:
-        bar.close()
-    return samples
+        return time_runs(runs, rounds, threads=threads, clock=clock, budget_s=budget_s, **kw)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import AgdError
 from ..utils import atomic_write_json, atomic_write_text
+from .status import Kind, Status
 
 MANIFEST = "manifest.json"
 TABLE = "benchmark.md"
@@ -15,7 +16,7 @@ TABLE = "benchmark.md"
 
 def exit_code(artifacts: list[dict[str, Any]]) -> int:
     """1 if any artifact failed (conversion, runtime, threshold, changed file); `not verified` is not a failure."""
-    return 1 if any(str(a.get("status", "")).startswith("failed") for a in artifacts) else 0
+    return 1 if any(Status.parse(a.get("status")).failed for a in artifacts) else 0
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -33,7 +34,8 @@ def markdown_table(manifest: dict[str, Any]) -> str:
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for a in manifest.get("artifacts", []):
         status = str(a.get("status", ""))
-        ok = "✅" if status in ("ok", "untrained") else ("❎" if status.startswith("not verified") else "❌")
+        st = Status.parse(status)
+        ok = "✅" if st.ran else ("❎" if st.kind is Kind.NOT_VERIFIED else "❌")
         size = None if a.get("bytes") is None else a["bytes"] / 1e6
         lines.append("| " + " | ".join([
             a["format"], a["precision"], f"{ok} {status}", _fmt(size, ".2f"), _fmt(a.get("psnr_db"), ".2f"),

@@ -33,7 +33,7 @@ def _fq_act(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
 
 
 def _fq_weight(w: torch.Tensor, transposed: bool, qmax: int = 127) -> torch.Tensor:
-    """Symmetric per-channel; qmax 63 for the 7-bit weights of ExportConfig.reduce_range."""
+    """Symmetric per-channel; qmax 63 for the 7-bit weights of reduce_range (ExportConfig.int8)."""
     axis = 1 if transposed else 0
     dims = [d for d in range(w.dim()) if d != axis]
     scale = w.abs().amax(dim=dims, keepdim=True).clamp_min(1e-12) / qmax
@@ -147,10 +147,10 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
     calib = cfg.calib[: min(2, len(cfg.calib))]
     model, vr = source.module, source.info.value_range
     log(f"measuring per-layer int8 sensitivity on {len(calib)} calibration crops ...")
-    ranking = rank_layers(model, calib, vr, progress=progress, weight_bits=7 if cfg.reduce_range else 8)
+    ranking = rank_layers(model, calib, vr, progress=progress, weight_bits=7 if _int8(cfg).reduce_range else 8)
     order = [r["layer"] for r in ranking if r["psnr_db"] is not None]
-    bits = 7 if cfg.reduce_range else 8
-    wtype = f"{'u8' if cfg.weight_type == 'uint8' else 's8'} per-channel {bits}-bit weights"
+    bits = 7 if _int8(cfg).reduce_range else 8
+    wtype = f"{'u8' if _int8(cfg).weight == 'uint8' else 's8'} per-channel {bits}-bit weights"
     record: dict[str, Any] = {"method": f"one conv fake-quantized at a time (u8 act / {wtype}), "
                                         "PSNR of the output vs fp32 on calibration crops",
                               "ranking": ranking[:32]}
@@ -190,3 +190,9 @@ def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progres
         keep = best[1]
     record.update({"mode": "auto", "target_db": prof.keep_fp32_target_db, "tried": tried, "kept": keep})
     return keep, record
+
+
+def _int8(cfg):
+    from ..quant.onnx import OrtInt8Config
+
+    return cfg.int8 or OrtInt8Config()

@@ -1,5 +1,6 @@
-"""`agd export` and `agd bench` as library calls: export the requested formats, verify them, write the
-manifest and the Markdown table. The CLI only parses and prints."""
+"""The deploy pipeline (`agd export`, `agd bench` as library calls): export the requested formats (export/),
+verify each on its runtime (verify/, which only checks), write manifest.json and the Markdown table.
+The CLI only parses and prints."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from ..utils import check_writable
 from ..export import Artifact, ExportConfig, get_exporter, parse_formats
 from ..export.profile import Profile, load_profile
 from ..export.source import Source, load_source
-from . import manifest as mf
-from .check import Job, reference_outputs, verify
+from ..verify import manifest as mf
+from ..verify.check import Job, reference_outputs, verify
+from ..verify.status import Status, failed, not_verified
 
 
 def conversion_error(fmt: str, e: BaseException) -> str:
@@ -32,22 +34,24 @@ def conversion_error(fmt: str, e: BaseException) -> str:
 TEACHER_PROFILE = "teacher"  # the shipped profile a teacher is exported with when no --profile is given
 
 
-def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConfig) -> tuple[Artifact | None, str]:
+def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConfig) -> tuple[Artifact | None,
+                                                                                           Status | None]:
+    """(artifact, None), or (None, why there is none: not verified when a converter is missing, else failed)."""
     from ..errors import MissingRuntimeError
 
     exp = get_exporter(fmt)
     try:
-        return exp.export(source.module, example, source.info, out_dir, cfg), ""
+        return exp.export(source.module, example, source.info, out_dir, cfg), None
     except MissingRuntimeError as e:  # the converter package is not installed: nothing to verify here
-        return None, f"not verified: {e}"
+        return None, not_verified(str(e))
     except ModuleNotFoundError as e:
         if e.name and e.name.startswith("agd_deploy."):
-            return None, f"not verified: {fmt} needs {e.name}, which this build of agd-deploy does not have"
-        return None, f"not verified: {fmt} needs the {e.name!r} package, which is not installed"
+            return None, not_verified(f"{fmt} needs {e.name}, which this build of agd-deploy does not have")
+        return None, not_verified(f"{fmt} needs the {e.name!r} package, which is not installed")
     except AgdError:
         raise
     except Exception as e:  # a converter's failure is a manifest status, not a crash
-        return None, conversion_error(fmt, e)
+        return None, failed(conversion_error(fmt, e))
 
 
 def _partners(jobs: list[Job], source, example, work: Path, cfg: ExportConfig) -> dict[str, Artifact]:
@@ -73,57 +77,40 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
                log=print, calibration: str | None = None) -> tuple[dict[str, Any], int]:
     """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit).
 
-    Without `profile`, a named teacher (e.g. realesrgan-x4plus) gets the shipped `teacher` profile (U8U8
-    onnx-int8, percentile calibration: see export/teacher.yaml), anything else the `default` one."""
-    prof: Profile = load_profile(profile)
+    Without `profile`, a named teacher (e.g. realesrgan-x4plus) gets the shipped `teacher` profile (see
+    export/teacher.yaml), anything else the `default` one. `calibration` overrides the profile's method."""
     if formats:
         parse_formats(formats)  # a bad format name fails before a teacher is loaded
     out = Path(out)
     check_writable(out)
-    source = load_source(model, input_shape or prof.input_shape)
-    if profile is None and source.kind == "teacher":
-        prof = load_profile(TEACHER_PROFILE)
-        if input_shape is None and prof.input_shape:
-            source = load_source(model, prof.input_shape)
+    prof, source = _profile_and_source(model, profile, input_shape)
     if calibration:
-        prof.calibration = calibration
+        prof.onnx_int8["calibration"] = calibration
     fmts = parse_formats(formats if formats else prof.formats)
-    info = source.info
-    threads = threads or prof.threads
-    rounds = rounds or prof.rounds
+    threads, rounds = threads or prof.threads, rounds or prof.rounds
     _torch_threads(threads)
     from ..export.calib import calibration_inputs, heldout_inputs
 
+    info = source.info
     calib_arrays, calib_meta = calibration_inputs(calib, info.input_shape, info.scale, info.value_range,
                                                   prof.calib_crops)
     inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image)
-    example = calib_arrays[0]
     log(f"exporting {source.spec} ({info.space}, x{info.scale}, "
         f"{'trained' if source.trained else 'untrained: seeded random weights'}) at "
         f"{'x'.join(map(str, info.input_shape))} to {', '.join(fmts)}")
-    weight_type, reduce_range, lowering_from = _int8_lowering(prof, source, log)
+    int8, lowering_from = _int8_lowering(prof, source, log)
     work = Path(tempfile.mkdtemp(prefix="agd-export-"))
     try:
-        cfg = ExportConfig(calib=calib_arrays, calibration=prof.calibration, threads=threads, work_dir=work,
-                           reduce_range=reduce_range, weight_type=weight_type,
-                           activation_type=prof.activation_type, per_channel=prof.per_channel,
-                           op_types=prof.op_types)
+        cfg = ExportConfig(calib=calib_arrays, int8=int8, threads=threads, work_dir=work)
         sensitivity = None
         if keep_fp32:
-            cfg.keep_fp32, sensitivity = _keep_fp32(keep_fp32, source, example, cfg, prof, log, progress)
-        refs = reference_outputs(source.module, inputs)
-        jobs = []
-        for fmt in _progress(fmts, progress, "exporting"):
-            art, err = export_one(fmt, source, example, out, cfg)
-            exp = get_exporter(fmt)
-            jobs.append(Job(art, fmt, exp.precision, err))
-        partners = _partners(jobs, source, example, work, cfg)
-        entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
-                         rounds, out, progress)
-        _add_predictions(entries, source, threads)
+            cfg.keep_fp32, sensitivity = _keep_fp32(keep_fp32, source, calib_arrays[0], cfg, prof, log, progress)
+        entries = _export_and_verify(fmts, source, cfg, inputs, prof, threads, rounds, out, progress)
         manifest = _manifest(source, prof, threads, calib_meta, names, entries, sensitivity)
-        manifest["profile"]["onnx_int8"].update({"weights": weight_type, "reduce_range": reduce_range,
-                                                 "lowering_from": lowering_from})
+        manifest["profile"]["calibration"] = int8.calibration
+        manifest["profile"]["onnx_int8"] = {"weights": int8.weight, "activations": int8.activation,
+                                            "per_channel": int8.per_channel, "reduce_range": int8.reduce_range,
+                                            "op_types": int8.op_types, "lowering_from": lowering_from}
         _remove_stale(out, manifest)
         mf.write(out, manifest)
     finally:
@@ -131,7 +118,33 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
     return manifest, mf.exit_code(manifest["artifacts"])
 
 
-def _int8_lowering(prof: Profile, source: Source, log) -> tuple[str, bool, str]:
+def _profile_and_source(model: str, profile, input_shape) -> tuple[Profile, Source]:
+    prof: Profile = load_profile(profile)
+    source = load_source(model, input_shape or prof.input_shape)
+    if profile is None and source.kind == "teacher":
+        prof = load_profile(TEACHER_PROFILE)
+        if input_shape is None and prof.input_shape:
+            source = load_source(model, prof.input_shape)
+    return prof, source
+
+
+def _export_and_verify(fmts: list[str], source: Source, cfg: ExportConfig, inputs, prof: Profile, threads: int,
+                       rounds: int, out: Path, progress: bool) -> list[dict[str, Any]]:
+    """Each format exported into `out`, its fp32 partner found or made in scratch, all verified together."""
+    example = cfg.calib[0]
+    refs = reference_outputs(source.module, inputs)
+    jobs = []
+    for fmt in _progress(fmts, progress, "exporting"):
+        art, err = export_one(fmt, source, example, out, cfg)
+        jobs.append(Job(art, fmt, get_exporter(fmt).precision, err))
+    partners = _partners(jobs, source, example, cfg.work_dir, cfg)
+    entries = verify(jobs, partners, inputs, refs, source.info.value_range, prof.min_psnr, source.trained, threads,
+                     rounds, out, progress)
+    _add_predictions(entries, source, threads)
+    return entries
+
+
+def _int8_lowering(prof: Profile, source: Source, log):
     """onnx-int8's weight type and reduce_range: the lowering of the table the arch was searched with (so the
     table predicts the shipped file), else the one chosen for this device; the profile's explicit ones win."""
     from ..device import identify
@@ -207,7 +220,7 @@ def _keep_fp32(spec: str, source, example, cfg, prof, log, progress):
     """--keep-fp32 LAYERS (comma separated module paths / node names) or auto[:N]."""
     if not spec.startswith("auto"):
         return [s.strip() for s in spec.split(",") if s.strip()], None
-    from .sensitivity import choose_fp32_layers
+    from ..verify.sensitivity import choose_fp32_layers
 
     return choose_fp32_layers(spec, source, example, cfg, prof, log=log, progress=progress)
 
@@ -219,10 +232,7 @@ def _manifest(source, prof, threads, calib_meta, names, entries, sensitivity) ->
         "schema": 1, "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "model": source.to_dict(), "input_shape": source.info.input_shape, "threads": threads,
         "profile": {"name": prof.name, "thresholds": prof.thresholds, "calibration": prof.calibration,
-                    "onnx_int8": {"weights": prof.weight_type, "activations": prof.activation_type,
-                                  "per_channel": prof.per_channel, "reduce_range": prof.reduce_range,
-                                  "op_types": prof.op_types},
-                    "rounds": prof.rounds, "heldout_per_image": prof.heldout_per_image},
+                    "onnx_int8": {}, "rounds": prof.rounds, "heldout_per_image": prof.heldout_per_image},
         "calibration": calib_meta, "heldout": names, "device": device_fingerprint(), "artifacts": entries}
     if sensitivity:
         m["sensitivity"] = sensitivity
@@ -263,7 +273,7 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
         fmt = e.get("format")
         exp = get_exporter(fmt)
         if not e.get("file"):
-            jobs.append(Job(None, fmt, exp.precision, error="no file in the manifest (its export had failed)"))
+            jobs.append(Job(None, fmt, exp.precision, error=failed("no file in the manifest (its export had failed)")))
             continue
         path = d / e["file"]
         extra = {k: v for k, v in e.items() if k in ("opset", "keep_fp32", "calibration", "quantization")}
@@ -271,7 +281,7 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
         if fmt == "tensorrt-int8":
             extra["check_target"] = "ort-cpu-int8"
         skip = ""
-        if str(e.get("status", "")).startswith("not verified") and fmt.startswith("coreml"):
+        if Status.parse(e.get("status")).kind.value == "not verified" and fmt.startswith("coreml"):
             from ..export.coreml import _skip
 
             skip = _skip()
