@@ -41,11 +41,13 @@ class ExportResult:
         return {a["format"]: a for a in self.manifest["artifacts"]}
 
 
-def find_table(target: str, space: str = "sr", input_shape=(1, 3, 64, 64), threads: int = 1) -> Path | None:
-    """The table measured on (or checked or transferred to) this device, if there is one."""
+def find_table(target: str, space: str = "sr", input_shape=(1, 3, 64, 64), threads: int = 1,
+               any_device: bool = False) -> Path | None:
+    """The table measured on (or checked or transferred to) this device, if there is one; with `any_device`,
+    else the best one of another device (check or transfer it before trusting its milliseconds)."""
     from .profiling import tables
 
-    found = tables.find(target, space, list(input_shape), threads, this_device_only=True)
+    found = tables.find(target, space, list(input_shape), threads, this_device_only=not any_device)
     return found.path if found else None
 
 

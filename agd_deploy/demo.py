@@ -330,95 +330,118 @@ def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Pa
 
 def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, Any]:
     """Run (or resume) the demo in cfg.out; returns summary.json's object."""
-    from .export import parse_formats
     from .report import write_report
 
     t_start = time.perf_counter()
     run = Path(cfg.out)
+    fmt = _formats(cfg)
+    check_out(run)
+    stages = Stages(run, log)
+    table = run / "profile" / f"{cfg.target}-sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
+    prof, val = _table_stages(cfg, run, table, stages, log)                      # 1. profile + validation
+    sdir, tdir, edir = run / "search", run / "train", run / "export"                # 2. search
+    srch = stages("search", {"table": prof["sha256"], "recipe": _recipe_key(cfg.recipe), "budget_ms": cfg.budget_ms,
+                             "budget_frac": None if cfg.budget_ms is not None else cfg.budget_frac},
+                  lambda resume: stage_search(cfg, table, sdir, resume), [sdir / "arch.json", sdir / "log.jsonl"])
+    trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,       # 3. distill
+                           "batch": cfg.train_batch, "patch": cfg.train_patch, "lr": cfg.train_lr,
+                           "teacher": cfg.teacher},
+                 lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
+    stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,  # 4.
+                      "threads": cfg.threads},
+           lambda resume: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
+    manifest, main_art, int8 = _exported(run, edir, fmt)
+    art_path, int8_path = edir / main_art["file"], edir / int8["file"] if int8 else None
+    meas = stages("measure", {"artifact": main_art.get("sha256"), "target": cfg.target, "threads": cfg.threads,  # 5.
+                              "rounds": cfg.measure_rounds, "table": prof["sha256"]},
+                  lambda resume: stage_measure(cfg, art_path, table), [art_path])
+    eval_json = run / "eval.json"                                                  # 6. fidelity and crops
+    akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher,
+            "eval_side": cfg.eval_side}
+    quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
+    stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"), [run / "crops"])
+    # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
+    summary = _summary(cfg, json.loads((sdir / "arch.json").read_text()), srch, meas, quality, manifest, prof,
+                       val, stages, fmt)
+    t0 = time.perf_counter()
+    summary["wall_seconds"] = round(t0 - t_start, 2)
+    atomic_write_json(run / "summary.json", summary)
+    write_report(run)
+    stages.wall["report"] = time.perf_counter() - t0
+    summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
+    summary["wall_per_stage"] = {k: round(v, 2) for k, v in stages.wall.items()}
+    atomic_write_json(run / "summary.json", summary)
+    write_report(run)
+    return summary
+
+
+def _formats(cfg: DemoConfig) -> str:
+    """Check the target and the formats (onnx-int8, the acceptance artifact, and the target's own format are
+    always made); returns the target's format."""
+    from .export import parse_formats
+
     cfg.formats = parse_formats(list(cfg.formats))
     if "onnx-int8" not in cfg.formats:
-        cfg.formats.insert(1 if "onnx" in cfg.formats else 0, "onnx-int8")  # the demo's acceptance artifact
+        cfg.formats.insert(1 if "onnx" in cfg.formats else 0, "onnx-int8")
     check_target(cfg.target)
     fmt = target_format(cfg.target, cfg.formats)
     if fmt not in cfg.formats:
         cfg.formats.append(fmt)
-    check_out(run)
-    stages = Stages(run, log)
+    return fmt
 
-    # 1. profile + brief validation
-    table = run / "profile" / f"{cfg.target}-sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
+
+def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) -> tuple[dict, dict]:
+    """The table (stage_profile) and its brief validation; below `min_within_10pct` of nets within ±10%,
+    profile this machine once more, and if that does not fit either, stop: no budget from a table that
+    does not predict this machine."""
     pkey = {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads, "rounds": cfg.profile_rounds,
             "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
     prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
     _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
 
-    def validated() -> dict[str, Any]:
+    def validated(prof) -> dict[str, Any]:
         return stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
                       lambda resume: stage_validate(cfg, table, val_json, val_png), [val_json])
 
-    val = validated()
+    val = validated(prof)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct and prof["source"] != "profiled":
         log(f"[validate] only {val['lut']['within_10pct'] * 100:.0f}% of {val['n']} nets within ±10% of the "
             f"table ({prof['source']}): profiling this machine once")
         prof = stages("profile", dict(pkey, force=True), lambda resume: stage_profile(cfg, table, True), [table])
-        val = validated()
+        val = validated(prof)
+        _check_budget(cfg, table)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct:
         raise AgdError(f"the latency table does not predict this machine: {val['lut']['within_10pct'] * 100:.0f}% "
                        f"of {val['n']} random nets within ±10% (needs {cfg.min_within_10pct * 100:.0f}%), see "
                        f"{val_png}; the machine may be too noisy to time now")
-    _check_budget(cfg, table)  # again: a re-profiled table
+    return prof, val
 
-    # 2. search under the budget
-    sdir = run / "search"
-    srch = stages("search", {"table": prof["sha256"], "recipe": _recipe_key(cfg.recipe), "budget_ms": cfg.budget_ms,
-                             "budget_frac": None if cfg.budget_ms is not None else cfg.budget_frac},
-                  lambda resume: stage_search(cfg, table, sdir, resume), [sdir / "arch.json", sdir / "log.jsonl"])
 
-    # 3. distillation training of the derived arch
-    tdir = run / "train"
-    trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,
-                           "batch": cfg.train_batch, "patch": cfg.train_patch, "lr": cfg.train_lr,
-                           "teacher": cfg.teacher},
-                 lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
-
-    # 4. export + verify every format; the target's artifact must be ok
-    edir = run / "export"
-    stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,
-                            "threads": cfg.threads},
-                 lambda resume: stage_export(cfg, tdir, edir), [edir / "manifest.json"])
+def _exported(run: Path, edir: Path, fmt: str) -> tuple[dict, dict, dict | None]:
+    """(manifest, the target's artifact entry, the onnx-int8 entry if ok); the target's must be ok."""
     manifest = json.loads((edir / "manifest.json").read_text())
     arts = {e["format"]: e for e in manifest["artifacts"]}
+
+    def ok(e) -> bool:
+        return bool(e) and Status.parse(e.get("status")).kind is Kind.OK and bool(e.get("file"))
+
     main_art = arts.get(fmt)
-    if not main_art or Status.parse(main_art.get("status")).kind is not Kind.OK or not main_art.get("file"):
+    if not ok(main_art):
         (run / ".stages" / "export.json").unlink(missing_ok=True)  # retry it next time
         status = main_art.get("status") if main_art else "missing"
         raise AgdError(f"the {fmt} artifact is not ok ({status}); see {edir / 'manifest.json'}")
-    art_path = edir / main_art["file"]
     int8 = arts.get("onnx-int8")
-    int8_ok = int8 and Status.parse(int8.get("status")).kind is Kind.OK and int8.get("file")
-    int8_path = edir / int8["file"] if int8_ok else None
+    return manifest, main_art, int8 if ok(int8) else None
 
-    # 5. the target's artifact measured on the target
-    meas = stages("measure", {"artifact": main_art.get("sha256"), "target": cfg.target, "threads": cfg.threads,
-                              "rounds": cfg.measure_rounds, "table": prof["sha256"]},
-                  lambda resume: stage_measure(cfg, art_path, table), [art_path])
 
-    # 6. fidelity and crops
-    eval_json = run / "eval.json"
-    akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher,
-            "eval_side": cfg.eval_side}
-    quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
-    stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"),
-           [run / "crops"])
-
-    # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
-    arch = json.loads((sdir / "arch.json").read_text())
+def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict, manifest: dict, prof: dict,
+             val: dict, stages: Stages, fmt: str) -> dict[str, Any]:
+    """summary.json (docs/ARCHITECTURE.md, "Contracts"), without the wall times."""
     summary = {"budget_ms": arch.get("budget_ms", srch.get("budget_ms")),
                "predicted_ms": arch.get("predicted_ms", srch.get("predicted_ms")),
                "measured_ms": meas["measured_ms"], "measured_statistic": meas["statistic"],
-               "measured_clock": meas["clock"], "measured_artifact": fmt,
-               "target": cfg.target,
+               "measured_clock": meas["clock"], "measured_artifact": fmt, "target": cfg.target,
                "student": quality.get("student"), "student_int8": quality.get("student_int8"),
                "bicubic": quality.get("bicubic"),
                "teacher": {k: v for k, v in (quality.get("teacher") or {}).items() if k in ("psnr", "ssim")},
@@ -431,20 +454,11 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
         summary["student_gain_vs_bicubic_db"] = round(st - bi, 4)
-    if isinstance(summary["budget_ms"], (int, float)):
+    if isinstance(summary["budget_ms"], (int, float)):  # the table passed validation here (_table_stages)
         summary["within_budget"] = bool(meas["measured_ms"] <= summary["budget_ms"])
     if isinstance(summary["predicted_ms"], (int, float)) and meas["measured_ms"]:
         summary["prediction_rel_error"] = round(abs(summary["predicted_ms"] - meas["measured_ms"])
                                                 / meas["measured_ms"], 4)
-    t0 = time.perf_counter()
-    summary["wall_seconds"] = round(t0 - t_start, 2)
-    atomic_write_json(run / "summary.json", summary)
-    write_report(run)
-    stages.wall["report"] = time.perf_counter() - t0
-    summary["wall_seconds"] = round(time.perf_counter() - t_start, 2)
-    summary["wall_per_stage"] = {k: round(v, 2) for k, v in stages.wall.items()}
-    atomic_write_json(run / "summary.json", summary)
-    write_report(run)
     return summary
 
 

@@ -127,12 +127,14 @@ def move_file(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def read_yaml(path: str | Path, what: str) -> Any:
-    """A user's YAML file (recipes, export profiles), with one-line errors (`what` names it in them)."""
+def read_yaml(path: str | Path, what: str, error: type | None = None) -> Any:
+    """A user's YAML file (recipes, export profiles), with one-line errors (`what` names it in them) of class
+    `error` (default AgdError)."""
     import yaml
 
     from .errors import AgdError
 
+    AgdError = error or AgdError  # noqa: N806
     p = Path(path)
     try:
         return yaml.safe_load(p.read_text())

@@ -121,7 +121,10 @@ def main() -> int:  # noqa: C901 - a linear script
     out = Path(a.out)
     atomic_write_json(out / f"transfer-{src.target}-to-{me.device_class}.json",
                       {"this_device": me.to_dict(), "source": a.source, "n": a.n, "seed": a.seed, "rows": rows,
-                       "measured_ms": [round(float(x), 4) for x in meas]})
+                       "measured_ms": [round(float(x), 4) for x in meas],
+                       "joint_run": {"nets": [{"ops": x.ops, "widths": x.widths} for x in nets],
+                                     "samples_ms": [[round(v, 4) for v in xs] for xs in samp],
+                                     "plans": {str(k): len(plans[k][0]) for k in ks}}})
     atomic_write_text(out / f"transfer-{src.target}-to-{me.device_class}.md", text + "\n")
     return 0
 

@@ -186,7 +186,9 @@ def test_transfer_fits_probes_and_writes_a_table_of_this_device(tmp_path, monkey
 
     monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path))
     src = LUT.load(SHIPPED)
+    before = json.dumps(src.to_dict(), sort_keys=True)
     res = transfer(src, probes=3, rounds=2, progress=False)
+    assert json.dumps(src.to_dict(), sort_keys=True) == before  # the source table is not touched
     new = res.table
     prov = new.extra["provenance"]
     assert prov["kind"] == "transferred" and prov["probes"] == 3 and set(prov["scales"]) == set(CLASSES)

@@ -160,6 +160,12 @@ def test_demo_end_to_end_and_rerun(tmp_path):
     for k in ("student", "student_int8", "bicubic"):
         assert set(disk[k]) >= {"psnr", "ssim", "psnr_vs_teacher"}
     assert set(disk["teacher"]) == {"psnr", "ssim"}
+    from contracts import missing, stored, structure
+
+    assert not missing(stored("summary"), structure(disk)), missing(stored("summary"), structure(disk))
+    assert disk["lut_check"] in ("this-device", "fits", "rescaled-fits", "profiled") or \
+        disk["lut_source"].startswith("transferred")
+    assert disk["prediction_rel_error"] <= 0.10  # the table predicts the artifact the demo measured
     int8 = [e for e in disk["exports"] if e["format"] == "onnx-int8"]
     assert int8 and int8[0]["status"] == "ok"
     assert disk["student"]["psnr_vs_teacher"] - disk["bicubic"]["psnr_vs_teacher"] >= 1.0

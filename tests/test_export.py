@@ -111,6 +111,23 @@ def test_export_ckpt_manifest_and_artifacts(exported):
     assert "| onnx-int8 | int8 |" in (out / "benchmark.md").read_text()
 
 
+def test_export_and_bench_keep_the_manifest_keys(exported, tmp_path, capsys):
+    """`agd export` and `agd bench` write every manifest key a stored run before the refactor had."""
+    from contracts import missing, stored, structure
+
+    src, _ = exported
+    m = json.loads((src / "manifest.json").read_text())
+    assert not missing(stored("manifest"), structure(m)), missing(stored("manifest"), structure(m))
+    d = tmp_path / "copy"
+    shutil.copytree(src, d)
+    code, out, err = agd(["bench", d, "--rounds", "2", "--json"], capsys)
+    assert code == 0, err
+    assert not missing(stored("manifest"), structure(json.loads(out)))
+    # and the comparison can fail: a dropped key is reported
+    m["artifacts"][0].pop("sha256")
+    assert missing(stored("manifest"), structure(m)) == ["artifacts.onnx.sha256"]
+
+
 def test_bench_reverifies_and_gate_fails_on_corruption(exported, tmp_path, capsys):
     import onnx
     from onnx import numpy_helper

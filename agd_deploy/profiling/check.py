@@ -15,6 +15,7 @@ smaller than its own noise, and a table that is more than 8% off on whole nets w
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -132,7 +133,7 @@ def rescaled(lut: LUT, result: CheckResult, identity: DeviceIdentity | None = No
 
 def scaled(lut: LUT, factor: float, identity: DeviceIdentity, provenance: dict[str, Any]) -> LUT:
     """`lut` with every time (entries, overhead, reference nets) times `factor`, marked as `identity`'s."""
-    d = lut.to_dict()
+    d = copy.deepcopy(lut.to_dict())
     d["entries"] = {k: {s: (round(v * factor, 6) if s.endswith("_ms") else v) for s, v in e.items()}
                     for k, e in lut.entries.items()}
     d["overhead_ms"] = round(lut.overhead_ms * factor, 6)

@@ -19,6 +19,7 @@ a per-width or per-resolution split would not be."""
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from dataclasses import dataclass, field
@@ -194,7 +195,7 @@ def fit_table(source: LUT, nets: list[Arch], n_refs: int, samples: list[list[flo
 def _apply(source: LUT, coef: np.ndarray, g: float) -> LUT:
     """Entries of class c times s_c; the fixed blocks times the global factor, and the overhead set so that
     overhead + their sum = the fitted constant (prediction = a + sum_c s_c X_c exactly)."""
-    d = source.to_dict()
+    d = copy.deepcopy(source.to_dict())  # the source table stays as it was (its reference nets are its own)
     scales = dict(zip(CLASSES, coef[1:]))
     entries = {}
     for k, e in source.entries.items():

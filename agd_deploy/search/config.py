@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AgdError
-from ..utils import find_resource
+from ..utils import find_resource, read_yaml
 
 
 class RecipeError(AgdError):
@@ -114,19 +114,10 @@ class SearchConfig:
 
     @classmethod
     def load(cls, recipe: str | Path) -> "SearchConfig":
-        import yaml
-
         path = find_resource("search", str(recipe))
         if path is None:
             raise RecipeError(f"recipe {recipe!r} not found (not a file, nor a shipped recipe in search/)")
-        try:
-            d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark else ""
-            raise RecipeError(f"{path}: not valid YAML{where}") from None
-        except OSError as e:
-            raise RecipeError(f"cannot read recipe {path}: {e.strerror or e}") from None
+        d = read_yaml(path, "recipe", RecipeError)
         cfg = cls.from_dict(d, str(path))
         if "name" not in d:
             cfg.name = path.stem
