@@ -30,6 +30,31 @@ def score(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
     return {k: round(v, 4) for k, v in metrics(pred, meas).items()}
 
 
+def measure_costs(src, ks: list[int]) -> tuple[dict[int, float], dict]:
+    """Seconds of `transfer` per K and the check's answer, each from an empty conversion cache."""
+    import os
+
+    from agd_deploy.profiling.check import check_table
+    from agd_deploy.profiling.transfer import transfer
+
+    home, seconds = os.environ.get("AGD_CACHE_DIR"), {}
+    try:
+        for k in ks:
+            with tempfile.TemporaryDirectory() as cache:
+                os.environ["AGD_CACHE_DIR"] = cache
+                print(f"transfer with {k} probes (for its time) ...", file=sys.stderr)
+                seconds[k] = transfer(src, probes=k, progress=True).seconds
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["AGD_CACHE_DIR"] = cache
+            res = check_table(src, progress=False)
+    finally:
+        if home:
+            os.environ["AGD_CACHE_DIR"] = home
+        else:
+            os.environ.pop("AGD_CACHE_DIR", None)
+    return seconds, {"speed_ratio": res.speed_ratio, "verdict": res.verdict, "seconds": res.seconds}
+
+
 def main() -> int:  # noqa: C901 - a linear script
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--from", dest="source", required=True)
@@ -40,16 +65,15 @@ def main() -> int:  # noqa: C901 - a linear script
     ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds (in 3 passes of fresh sessions)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--rescore", default=None, help="score the samples stored in an earlier run's JSON")
     a = ap.parse_args()
-
-    import os
 
     from agd_deploy.device import identify
     from agd_deploy.profiling import tables
-    from agd_deploy.profiling.check import check_table, scaled
+    from agd_deploy.profiling.check import scaled
     from agd_deploy.profiling.lut import LUT
     from agd_deploy.profiling.predictor import predict_ms
-    from agd_deploy.profiling.transfer import fit_table, plan, transfer
+    from agd_deploy.profiling.transfer import fit_table, plan
     from agd_deploy.profiling.validate import lower_archs
     from agd_deploy.runtimes.timing import Stats, time_artifacts
     from agd_deploy.space import sample_archs
@@ -60,36 +84,27 @@ def main() -> int:  # noqa: C901 - a linear script
     full = LUT.load(a.full) if a.full else tables.find(src.target, src.space, src.input_shape, src.threads,
                                                        this_device_only=True).lut
     ks = [int(x) for x in a.probes.split(",") if x.strip()]
-    home = os.environ.get("AGD_CACHE_DIR")
-    seconds = {}
-    for k in ks:  # what `agd profile transfer --probes K` costs, each from an empty conversion cache
-        with tempfile.TemporaryDirectory() as cache:
-            os.environ["AGD_CACHE_DIR"] = cache
-            print(f"transfer with {k} probes (for its time) ...", file=sys.stderr)
-            seconds[k] = transfer(src, probes=k, progress=True).seconds
-    with tempfile.TemporaryDirectory() as cache:
-        os.environ["AGD_CACHE_DIR"] = cache
-        res = check_table(src, progress=False)
-    if home:
-        os.environ["AGD_CACHE_DIR"] = home
-    else:
-        os.environ.pop("AGD_CACHE_DIR")
-    # accuracy side by side: the random nets and every K's probes timed interleaved in one run
     test = sample_archs(src.space, a.n, seed=a.seed, input_shape=src.input_shape)
     plans = {k: plan(src, k) for k in ks}
-    nets = list(test) + [x for k in ks for x in plans[k][0]]
-    print(f"timing {len(nets)} nets interleaved ({a.n} random + probes) ...", file=sys.stderr)
-    arts = lower_archs(nets, src.target, progress=True)
-    samples = time_artifacts(src.target, {str(i): p for i, p in enumerate(arts)}, a.rounds, passes=3,
-                             threads=src.threads, clock=src.clock, progress="timing")
-    samp = [samples[str(i)] for i in range(len(nets))]
+    if a.rescore:  # the stored samples of an earlier run, scored with this code's fit
+        old = json.loads(Path(a.rescore).read_text())
+        seconds, check, samp = ({int(k): v for k, v in old["seconds"].items()}, old["check"],
+                                old["joint_run"]["samples_ms"])
+    else:
+        seconds, check = measure_costs(src, ks)
+        nets = list(test) + [x for k in ks for x in plans[k][0]]
+        print(f"timing {len(nets)} nets interleaved ({a.n} random + probes) ...", file=sys.stderr)
+        arts = lower_archs(nets, src.target, progress=True)
+        samples = time_artifacts(src.target, {str(i): p for i, p in enumerate(arts)}, a.rounds, passes=3,
+                                 threads=src.threads, clock=src.clock, progress="timing")
+        samp = [samples[str(i)] for i in range(len(nets))]
     meas = np.array([Stats.from_samples(x).get(src.statistic) for x in samp[:a.n]])
     pred = lambda lut: np.array([predict_ms(lut, x) for x in test])  # noqa: E731
-    glob = scaled(src, res.speed_ratio, me, {"kind": "global factor (benchmark)"})
+    glob = scaled(src, check["speed_ratio"], me, {"kind": "global factor (benchmark)"})
     rows = [{"table": f"source as it is ({src.device.get('device_class', 'unknown device')})", "k": None,
              "seconds": 0.0, **score(pred(src), meas)},
-            {"table": f"one global factor x{res.speed_ratio:.3f} (agd profile check: {res.verdict})", "k": 0,
-             "seconds": res.seconds, **score(pred(glob), meas)}]
+            {"table": f"one global factor x{check['speed_ratio']:.3f} (agd profile check: {check['verdict']})",
+             "k": 0, "seconds": check["seconds"], **score(pred(glob), meas)}]
     off = a.n
     for k in ks:
         knets, n_refs = plans[k]
@@ -121,9 +136,9 @@ def main() -> int:  # noqa: C901 - a linear script
     out = Path(a.out)
     atomic_write_json(out / f"transfer-{src.target}-to-{me.device_class}.json",
                       {"this_device": me.to_dict(), "source": a.source, "n": a.n, "seed": a.seed, "rows": rows,
-                       "measured_ms": [round(float(x), 4) for x in meas],
-                       "joint_run": {"nets": [{"ops": x.ops, "widths": x.widths} for x in nets],
-                                     "samples_ms": [[round(v, 4) for v in xs] for xs in samp],
+                       "measured_ms": [round(float(x), 4) for x in meas], "check": check,
+                       "seconds": {str(k): v for k, v in seconds.items()},
+                       "joint_run": {"samples_ms": [[round(v, 4) for v in xs] for xs in samp],
                                      "plans": {str(k): len(plans[k][0]) for k in ks}}})
     atomic_write_text(out / f"transfer-{src.target}-to-{me.device_class}.md", text + "\n")
     return 0

@@ -35,7 +35,7 @@ from .lut import LUT, now_iso
 from .predictor import predict_ms
 
 CLASSES = ("conv3x3", "residual", "dwsblock", "skip", "head")
-RIDGE = 0.05   # pull of each class scale toward the global factor, in units of relative error squared
+RIDGE = 1.0    # pull of each class scale toward the global factor (relative; see `fit`)
 
 
 def block_class(key: str) -> str | None:
@@ -91,19 +91,20 @@ def choose_probes(lut: LUT, k: int, seed: int = 0, fixed: list[Arch] = ()) -> li
 
 
 def fit(rows: np.ndarray, measured: np.ndarray, ridge: float = RIDGE) -> tuple[np.ndarray, float]:
-    """(coefficients [a, s_c...], global factor): relative least squares with each s_c pulled toward the
-    global factor g (itself the relative least-squares fit of measured ~= a + g * sum_c X_c)."""
+    """(coefficients [a, s_c...], global factor g): relative least squares, each s_c pulled toward g (the
+    relative least-squares fit of measured ~= a + g * sum_c X_c). The pull is relative too: a class whose
+    scale is off g by x costs `ridge` times what one net mispredicted by (its share of the net's time) * x
+    costs, so a class the probes barely separate keeps g instead of absorbing their noise."""
     w = 1.0 / measured
     x_all = rows[:, 1:].sum(axis=1)
     g_design = np.stack([np.ones_like(x_all), x_all], axis=1) * w[:, None]
-    (a0, g), *_ = np.linalg.lstsq(g_design, np.ones_like(measured), rcond=None)
+    (_, g), *_ = np.linalg.lstsq(g_design, np.ones_like(measured), rcond=None)
     n_c = rows.shape[1] - 1
-    # ridge rows: sqrt(ridge) * (s_c - g) = 0, weighted by each class's share so that units match rel. error
-    share = rows[:, 1:].mean(axis=0) / max(float((rows @ np.r_[0.0, np.ones(n_c)]).mean()), 1e-9)
+    share = np.maximum((rows[:, 1:] * w[:, None]).mean(axis=0) * g, 1e-3)  # each class's mean share of a net
     reg = np.zeros((n_c, n_c + 1))
-    reg[:, 1:] = np.diag(np.sqrt(ridge) * np.maximum(share, 1e-3))
+    reg[:, 1:] = np.diag(np.sqrt(ridge) * share / g)
     design = np.vstack([rows * w[:, None], reg])
-    target = np.r_[np.ones_like(measured), np.sqrt(ridge) * np.maximum(share, 1e-3) * g]
+    target = np.r_[np.ones_like(measured), np.sqrt(ridge) * share]
     coef, *_ = np.linalg.lstsq(design, target, rcond=None)
     return coef, float(g)
 
