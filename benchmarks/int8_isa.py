@@ -39,8 +39,9 @@ def lowerings(model: str, me, other) -> dict[str, tuple[dict, int, str]]:
         cfg, _ = resolve_int8(prof, None, ident)
         kw = {k: v for k, v in cfg.to_dict().items() if k != "keep_fp32"}
         weight, bits = cfg.weight, "7-bit" if cfg.reduce_range else "8-bit"
-        out[f"{tag}"] = (kw, prof.calib_crops, f"picked for {ident.device_class}: u8{weight[0]}8 {bits} weights, "
-                                               f"{prof.calibration} ({prof.name} profile)")
+        scheme = "u8s8" if weight == "int8" else "u8u8"
+        out[tag] = (kw, prof.calib_crops, f"picked for {ident.device_class}: {scheme} {bits} weights, "
+                                          f"{cfg.calibration} ({prof.name} profile)")
     return out
 
 

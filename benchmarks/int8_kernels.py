@@ -31,7 +31,7 @@ def main() -> None:
 
     from agd_deploy.quant.onnx import OrtInt8Config, export_onnx, quantize_qdq
     from agd_deploy.runtimes import load_session
-    from agd_deploy.runtimes.timing import measure, pinned
+    from agd_deploy.runtimes.timing import Stats, target_clock, time_runs
 
     d = Path(tempfile.mkdtemp(prefix="agd-int8-kernels-"))
     rng = np.random.default_rng(0)
@@ -64,8 +64,9 @@ def main() -> None:
             s = load_session("ort-cpu-fp32" if tag == "fp32" else "ort-cpu-int8", p, threads=args.threads)
             runs[f"{name} | {tag}"] = s.timer()
         groups.append((name, ["u8s8"]))
-    with pinned(args.threads):
-        st = measure(runs, rounds=args.rounds, progress="timing")
+    samples = time_runs(runs, args.rounds, threads=args.threads, clock=target_clock("ort-cpu-int8", args.threads),
+                        progress="timing")
+    st = {k: Stats.from_samples(v) for k, v in samples.items()}
     runs.clear()
     shutil.rmtree(d, ignore_errors=True)
     print("\n| kernel | lowering | min ms | speedup vs fp32 |\n|---|---|---:|---:|")
