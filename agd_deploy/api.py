@@ -1,8 +1,7 @@
 """The public Python API: the jobs the `agd` commands run, as functions that take the dataclass configs and
-return typed results (the CLI commands are thin wrappers over the same library calls). `import agd_deploy`
-stays light: these names load their layers on first use.
+return typed results (the CLI commands are thin wrappers over the same library calls).
 
-    import agd_deploy as agd
+    import agd_deploy.api as agd
 
     table = agd.find_table("ort-cpu-int8") or agd.profile(agd.ProfileConfig(target="ort-cpu-int8")).table
     agd.check(table)                                     # CheckResult: fits / rescaled-fits / stale

@@ -355,13 +355,18 @@ def test_u8u8_weights_do_not_saturate_where_u8s8_does(tmp_path):
 
 
 def test_int8_config_defaults_unchanged():
-    """The default OrtInt8Config defines the shipped ort-cpu-int8 tables (its dict keys their validation cache):
-    new options must not show up in it at their defaults."""
+    """The default OrtInt8Config is the lowering the first shipped ort-cpu-int8 tables record; its defaults stay,
+    new options appear at neutral values, and caches key on an explicit version (`cache_key`)."""
     from agd_deploy.quant.onnx import OrtInt8Config
 
-    assert OrtInt8Config().to_dict() == {
+    d = OrtInt8Config().to_dict()
+    assert {k: d[k] for k in ("activation", "weight", "per_channel", "calibration", "percentile", "keep_fp32",
+                              "symmetric_activations", "reduce_range")} == {
         "activation": "uint8", "weight": "int8", "per_channel": True, "calibration": "minmax", "percentile": 99.999,
         "keep_fp32": [], "symmetric_activations": False, "reduce_range": True}
+    assert d["weight_symmetric"] is None and d["op_types"] is None
+    assert OrtInt8Config().cache_key() == {"version": OrtInt8Config.CACHE_VERSION, **d}
+    assert OrtInt8Config.from_dict({"reduce_range": True}).to_dict() == d  # a table's older, shorter record
 
 
 def test_profile_onnx_int8_types_reach_artifact_and_manifest(ckpt, tmp_path, capsys):
@@ -376,8 +381,9 @@ def test_profile_onnx_int8_types_reach_artifact_and_manifest(ckpt, tmp_path, cap
     code, stdout, _ = agd(["export", str(ckpt), "--profile", str(prof), "--out", str(out), "--json"], capsys)
     assert code == 0, stdout
     m = json.loads((out / "manifest.json").read_text())
-    assert m["profile"]["onnx_int8"] == {"weights": "uint8", "activations": "uint8", "per_channel": True,
-                                         "reduce_range": False, "op_types": None}
+    assert {k: v for k, v in m["profile"]["onnx_int8"].items() if k != "lowering_from"} == {
+        "weights": "uint8", "activations": "uint8", "per_channel": True, "reduce_range": False, "op_types": None}
+    assert "export profile sets" in m["profile"]["onnx_int8"]["lowering_from"]
     a = {x["format"]: x for x in m["artifacts"]}["onnx-int8"]
     assert a["status"] == "ok" and a["psnr_db"] >= 35
     assert a["quantization"]["weight"] == "uint8" and a["quantization"]["weight_symmetric"] is True

@@ -31,7 +31,12 @@ def synthetic_lut(shape=(1, 3, 64, 64), target="ort-cpu-int8") -> LUT:
     for b in sp.all_blocks(shape[2], shape[3]):
         ms = 0.01 + 4.0 * block_gmacs(sp, b) * (3.0 if b.op == "dwsblock" else 1.0)
         entries[b.key] = {"min_ms": ms, "p10_ms": ms, "p50_ms": ms, "p90_ms": ms, "n": 1}
-    return LUT(target, "sr", sp.space_hash, list(shape), 1, entries, overhead_ms=0.2)
+    # recorded as this device's table (identity and runtime versions): `agd search` uses it without a check
+    from agd_deploy.runtimes.base import device_fingerprint
+    from agd_deploy.runtimes.targets import runtime_for
+
+    return LUT(target, "sr", sp.space_hash, list(shape), 1, entries, overhead_ms=0.2, device=device_fingerprint(),
+               runtime=runtime_for(target).versions())
 
 
 @pytest.fixture(scope="module")

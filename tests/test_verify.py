@@ -77,7 +77,7 @@ def test_profile_refuses_unknown_keys_and_bad_int8_values(tmp_path):
     with pytest.raises(AgdError, match="onnx_int8: unknown setting.*reduce_rang"):
         load_profile(str(p))
     p.write_text("onnx_int8: {weights: int4}\n")
-    with pytest.raises(AgdError, match="onnx_int8: weights must be int8 or uint8"):
+    with pytest.raises(AgdError, match="onnx_int8.weights must be int8 or uint8"):
         load_profile(str(p))
     p.write_text("onnx_int8: {weights: uint8, reduce_range: false, without_dot: u8u8}\n")
     q = load_profile(str(p))

@@ -55,6 +55,8 @@ def export(model, formats, input_shape, calib, profile, keep_fp32, calibration, 
         click.echo(mf.markdown_table(manifest))
         click.echo(f"wrote {out_dir}/manifest.json and {out_dir}/benchmark.md")
     if code:
+        from ..verify.status import Status
+
         failed = [a["format"] for a in manifest["artifacts"] if Status.parse(a["status"]).failed]
         _echo_err(f"Error: {len(failed)} artifact(s) failed verification: {', '.join(failed)}")
         raise SystemExit(code)
@@ -76,6 +78,8 @@ def bench(directory, threads, rounds, as_json):
     else:
         click.echo(mf.markdown_table(result))
     if code:
+        from ..verify.status import Status
+
         failed = [a["format"] for a in result["artifacts"] if Status.parse(a["status"]).failed]
         _echo_err(f"Error: {len(failed)} artifact(s) failed verification: {', '.join(failed)}")
         raise SystemExit(code)

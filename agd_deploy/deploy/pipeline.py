@@ -31,6 +31,13 @@ def conversion_error(fmt: str, e: BaseException) -> str:
     return f"{fmt} conversion failed{op}: {type(e).__name__}: {text[:200]}"
 
 
+# Manifest entry keys that verification computes afresh (`agd bench` re-measures them; the others describe
+# how the file was made and are carried over).
+MEASURED = {"format", "precision", "file", "sha256", "bytes", "input_shape", "runtime", "status", "versions",
+            "psnr_db", "psnr_min_db", "ssim", "max_abs_err", "min_psnr_db", "min_ms", "p50_ms", "p90_ms",
+            "speedup_vs_fp32", "speedup_p50_vs_fp32", "fp32_min_ms", "smaller_than_fp32", "timing_rounds", "clock",
+            "checked_on", "not_verified_reason", "speedup_note", "predicted_ms", "predicted_by",
+            "prediction_note"}
 TEACHER_PROFILE = "teacher"  # the shipped profile a teacher is exported with when no --profile is given
 
 
@@ -276,7 +283,7 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
             jobs.append(Job(None, fmt, exp.precision, error=failed("no file in the manifest (its export had failed)")))
             continue
         path = d / e["file"]
-        extra = {k: v for k, v in e.items() if k in ("opset", "keep_fp32", "calibration", "quantization")}
+        extra = {k: v for k, v in e.items() if k not in MEASURED}  # what the export recorded about the file
         extra["expected_sha256"] = e.get("sha256")
         if fmt == "tensorrt-int8":
             extra["check_target"] = "ort-cpu-int8"

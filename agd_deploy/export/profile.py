@@ -119,7 +119,8 @@ def load_profile(spec: str | Path | None) -> Profile:
     except (TypeError, ValueError, AttributeError) as e:
         raise AgdError(f"{where}: bad value ({e})") from None
     except AgdError as e:  # the int8 config's own words, with the YAML's key names
-        msg = str(e).replace("calibration must", "calibration.method must").replace("int8 config:", "onnx_int8:")
+        msg = (str(e).replace("calibration must", "calibration.method must")
+               .replace("int8 config: weights", "onnx_int8.weights").replace("and activations", "and onnx_int8.activations"))
         raise AgdError(f"{where}: {msg}") from None
     if prof.without_dot not in ("u8s8", "u8u8"):
         raise AgdError(f"{where}: onnx_int8.without_dot must be u8s8 or u8u8")

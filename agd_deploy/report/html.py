@@ -308,6 +308,8 @@ def _exports(d: RunData) -> str:
         if not isinstance(e, dict):
             continue
         status = str(e.get("status", "?"))
+        from ..verify.status import Kind, Status
+
         kind = Status.parse(status).kind
         cls = "ok" if kind is Kind.OK else ("warn" if kind is Kind.NOT_VERIFIED else "bad")
         size = e.get("bytes")
