@@ -260,3 +260,31 @@ def test_default_profile_output_is_the_users_device_folder(tmp_path, monkeypatch
     assert res.table == tables.user_path("ort-cpu-fp32", "sr", [1, 3, 64, 64], 1)
     assert str(res.table).startswith(str(tmp_path)) and tables.device_folder(identify()) in str(res.table)
     assert identity_of(LUT.load(res.table).device).device_key == identify().device_key
+
+
+def test_gate_adopts_a_fitting_table_once(tmp_path, monkeypatch):
+    """A table of another device whose reference nets run here as it says: the gate checks it once, saves a
+    copy marked as this device's (with this machine's runtime versions), and passes that copy without a check."""
+    monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path))
+    src = LUT.load(SHIPPED)
+    here = check_table(src, budget_s=10, progress=False)  # the reference nets' times on this machine
+    fit_here = LUT.load(_copy(src, tmp_path / "other.json", device=ZEN4.to_dict(),
+                              ref_factors=[n["ratio"] for n in here.nets]))
+    used, res = gate(fit_here, budget_s=10, progress=False, log=lambda m: None)
+    assert res is not None and res.usable, res.reason
+    assert identity_of(used.device).device_key == identify().device_key and used.path.is_file()
+    assert used.extra["provenance"]["from_device"]["device_key"] == ZEN4.device_key
+    again, res2 = gate(LUT.load(used.path), progress=False, log=lambda m: pytest.fail(f"checked again: {m}"))
+    assert res2 is None and again.path == used.path
+    found = tables.find("ort-cpu-int8", "sr", [1, 3, 64, 64], this_device_only=True)
+    assert found is not None and found.path == used.path  # the next lookup finds the adopted copy first
+
+
+def test_allow_other_device_uses_an_uncheckable_table_loudly(capsys):
+    d = LUT.load(SHIPPED).to_dict()
+    d["profile"], d["device"] = {}, ZEN4.to_dict()
+    lut = LUT.from_dict(d)
+    with pytest.raises(AgdError, match="stale on this machine.*reference nets"):
+        gate(lut, progress=False, log=lambda m: None)
+    used, res = gate(lut, allow_other_device=True, progress=False, log=print)
+    assert used is lut and res.verdict == "stale" and "WARNING" in capsys.readouterr().out

@@ -142,23 +142,31 @@ def scaled(lut: LUT, factor: float, identity: DeviceIdentity, provenance: dict[s
                               for r in prof.get("reference_nets", [])]
     d["profile"] = prof
     d["device"] = identity.to_dict()
-    d["provenance"] = {"from": str(lut.path), "from_device": lut.device, "factor": round(factor, 6), **provenance}
+    d["runtime"] = runtime_here(lut.target)
+    d["provenance"] = {"from": str(lut.path), "from_device": lut.device, "from_runtime": lut.runtime,
+                       "factor": round(factor, 6), **provenance}
     return LUT.from_dict(d, "rescaled table")
+
+
+def runtime_here(target: str) -> dict[str, str]:
+    """The runtime versions a table made on this machine records (as `profile` does)."""
+    from .. import __version__
+    from ..runtimes import targets as T
+
+    return {"agd_deploy": __version__, **T.runtime_for(target).versions()}
 
 
 def runtime_differs(lut: LUT) -> list[str]:
     """The runtime packages whose versions differ between the table and this machine (they move latency)."""
-    from ..runtimes import targets as T
-
     try:
-        here = T.runtime_for(lut.target).versions()
+        here = runtime_here(lut.target)
     except Exception:  # an adapter that cannot report versions: nothing to compare
         return []
     return [f"{k} {lut.runtime.get(k)} -> {v}" for k, v in here.items()
-            if k in lut.runtime and str(lut.runtime.get(k)) != str(v)]
+            if k != "agd_deploy" and k in lut.runtime and str(lut.runtime.get(k)) != str(v)]
 
 
-def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 30.0, progress: bool = True,
+def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, progress: bool = True,
          log=None) -> tuple[LUT, CheckResult | None]:
     """The table to use on this machine for `lut`: itself when it describes this device (same device key and
     runtime versions); else `check_table` decides: `fits`/`rescaled-fits` give a copy that predicts here,
@@ -190,9 +198,10 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 30.0, pro
         log(f"  using {path} ({src} x {new.extra['provenance']['factor']:.4f}, now marked as this device's)")
         return new, res
     if allow_other_device:
-        log(f"WARNING: using a latency table that does not predict this machine (--allow-other-device): "
-            f"its milliseconds are off by {res.nets and min(n['ratio'] for n in res.nets):.2f}x to "
-            f"{res.nets and max(n['ratio'] for n in res.nets):.2f}x here; any budget in ms is not this machine's")
+        off = (f"its reference nets run {min(n['ratio'] for n in res.nets):.2f}x to "
+               f"{max(n['ratio'] for n in res.nets):.2f}x its times here" if res.nets else res.reason)
+        log(f"WARNING: using a latency table that does not predict this machine (--allow-other-device): {off}; "
+            "any budget in ms is not this machine's")
         return lut, res
     raise AgdError(f"latency table {lut.path} is stale on this machine: measured on {describe_device(lut.device)}, "
                    f"this is {me.describe()} ({res.reason}). Profile here (agd profile --target {lut.target}), "

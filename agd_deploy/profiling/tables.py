@@ -93,13 +93,9 @@ def candidates(target: str, space: str, input_shape, threads: int = 1,
                 continue
             dev = identity_of(lut.device)
             found.append(Found(p, lut, root_name, dev, dev is not None and dev.device_key == me.device_key))
-    found.sort(key=lambda f: (not f.this_device, f.root != "user", _neg_created(f.lut)))
+    found.sort(key=lambda f: f.lut.created, reverse=True)  # newest first, then (stable) by where it lives
+    found.sort(key=lambda f: (not f.this_device, f.root != "user"))
     return found
-
-
-def _neg_created(lut: LUT) -> str:
-    # newest first under an ascending sort: invert the ISO string's characters
-    return "".join(chr(0x10FFFF - ord(c)) for c in lut.created)
 
 
 def find(target: str, space: str, input_shape, threads: int = 1, this_device_only: bool = False,

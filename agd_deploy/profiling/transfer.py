@@ -30,7 +30,7 @@ import numpy as np
 from ..device import identify
 from ..errors import AgdError
 from ..space import Arch, get_space, sample_archs
-from .check import reference_archs_of
+from .check import reference_archs_of, runtime_here
 from .lut import LUT, now_iso
 from .predictor import predict_ms
 
@@ -175,7 +175,7 @@ def fit_table(source: LUT, nets: list[Arch], n_refs: int, samples: list[list[flo
                   "predicted_ms": round(float(p), 4), "rel_error": round(float(p / m - 1), 4)}
                  for i, (m, p) in enumerate(zip(measured, rows @ coef))]
     me = identify()
-    new.device, new.created = me.to_dict(), now_iso()
+    new.device, new.created, new.runtime = me.to_dict(), now_iso(), runtime_here(source.target)
     int8 = default_lowering(source.target)
     new.extra.pop("lowering", None)
     if int8:

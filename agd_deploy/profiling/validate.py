@@ -38,10 +38,12 @@ def flops_fit(gmacs: np.ndarray, meas: np.ndarray) -> np.ndarray:
 
 def _artifact_dir(target_name: str, arch: Arch, int8: dict | None) -> Path:
     """Lowered validation nets are cached (a rerun, or `--lower-only` ahead of timing, skips conversions)."""
+    from ..quant.onnx import OrtInt8Config
     from ..utils import cache_dir
 
     sp = arch.space_obj
-    tag = _lowering_tag(target_name, json.dumps(int8, sort_keys=True))
+    how = OrtInt8Config.from_dict(int8).cache_key() if int8 else None  # one key however the dict was recorded
+    tag = _lowering_tag(target_name, json.dumps(how, sort_keys=True))
     return cache_dir("validate", target_name, f"{sp.name}-{sp.space_hash}-{tag}")
 
 
