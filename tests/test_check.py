@@ -267,10 +267,19 @@ def test_gate_adopts_a_fitting_table_once(tmp_path, monkeypatch):
     copy marked as this device's (with this machine's runtime versions), and passes that copy without a check."""
     monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path))
     src = LUT.load(SHIPPED)
-    here = check_table(src, budget_s=10, progress=False)  # the reference nets' times on this machine
+    here = check_table(src, progress=False)  # the reference nets' times on this machine
     fit_here = LUT.load(_copy(src, tmp_path / "other.json", device=ZEN4.to_dict(),
                               ref_factors=[n["ratio"] for n in here.nets]))
-    used, res = gate(fit_here, budget_s=10, progress=False, log=lambda m: None)
+    from agd_deploy.profiling.check import TOL_MAX
+
+    try:
+        used, res = gate(fit_here, progress=False, log=lambda m: None)
+    except AgdError as e:
+        if "own noise" in str(e):  # the host changed speed while timing (these VMs do): no verdict to test
+            pytest.skip(f"machine too noisy to compare two checks now: {e}")
+        raise
+    if res.noise > TOL_MAX / 2 or here.noise > TOL_MAX / 2:
+        pytest.skip(f"machine too noisy to compare two checks now (noise {here.noise:.1%}, {res.noise:.1%})")
     assert res is not None and res.usable, res.reason
     assert identity_of(used.device).device_key == identify().device_key and used.path.is_file()
     assert used.extra["provenance"]["from_device"]["device_key"] == ZEN4.device_key
