@@ -13,7 +13,6 @@ Run it alone on the machine: speed-ups on a busy CPU are noise."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
