@@ -83,21 +83,17 @@ def search(config: SearchConfig, *, target: str | None = None, table: str | Path
            teacher: str | None = None, data: str | None = None, steps: int | None = None,
            allow_other_device: bool = False, progress: bool = False) -> SearchResult:
     """The AGD search under a latency budget; a table of another device is checked first (as `agd search`)."""
-    from .profiling import tables
-    from .profiling.check import gate
+    from .profiling.check import usable_table
     from .profiling.lut import LUT
     from .search.run import search as run
 
     target = target or (LUT.load(table).target if table else config.target)
-    lut = LUT.load(table) if table else (tables.find(target, config.space, config.input_shape) or _none(target)).lut
-    lut = gate(lut, allow_other_device=allow_other_device, progress=progress)[0]
+    lut = usable_table(table, target, config.space, config.input_shape, 1, allow_other_device, progress)
+    if lut is None:
+        raise AgdError(f"no latency table for {target}: profile it (agd_deploy.api.profile) or pass table=")
     arch = run(config, target=target, table=str(lut.path), budget_ms=budget_ms, budget_frac=budget_frac,
                teacher=teacher, data=data, out=str(out), steps=steps, progress=progress)
     return SearchResult(Path(out) / "arch.json", arch)
-
-
-def _none(target: str):
-    raise AgdError(f"no latency table for {target}: profile it (agd_deploy.profile) or pass table=")
 
 
 def train(arch: str | Path, config: TrainConfig | None = None, *, teacher: str = "realesrgan-x4plus",

@@ -165,7 +165,7 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
     `force_profile` (after a failed validation): profile, whatever exists. `shipped_lut`: start from the
     shipped table (checked like any other)."""
     from .profiling import tables
-    from .profiling.check import check_table, rescaled
+    from .profiling.check import adopt, check_table
     from .profiling.profile import ProfileConfig, profile
     from .profiling.transfer import transfer
 
@@ -182,13 +182,11 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
         _log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%): "
              f"{res.reason}")
         if res.usable:
-            rescaled(found.lut, res).save(cache_path)
-            source = f"{res.verdict} from {found.path}"
+            src_path, source = adopt(found.lut, res).path, f"{res.verdict} from {found.path}"
         else:
             _log(f"  transferring it to this device with {cfg.transfer_probes} probe nets ...")
             transfer(found.lut, probes=cfg.transfer_probes, progress=True).table.save(cache_path)
-            source = f"transferred from {found.path}"
-        src_path = cache_path
+            src_path, source = cache_path, f"transferred from {found.path}"
     else:
         _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
         profile(ProfileConfig(target=cfg.target, space="sr", input_shape=shape, threads=cfg.threads,

@@ -75,26 +75,6 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
                    "table with `agd profile validate`", err=True)
 
 
-def usable_table(table, target: str | None, space: str, shape, threads: int, allow_other_device: bool,
-                 progress: bool = True):
-    """The table a command predicts with on this machine: --table, else the best one found for this device
-    (`profiling.tables`); one of another device is checked first (`profiling.check.gate`) and refused when
-    stale. None when no table exists."""
-    from ..profiling import tables
-    from ..profiling.check import gate
-    from ..profiling.lut import LUT
-
-    if table:
-        lut = LUT.load(table)
-    else:
-        found = tables.find(target, space, shape, threads) if target else None
-        if found is None:
-            return None
-        lut = found.lut
-    lut.check(space, target, shape)
-    return gate(lut, allow_other_device=allow_other_device, progress=progress)[0]
-
-
 ALLOW_OTHER = click.option("--allow-other-device", is_flag=True,
                            help="Use a table that a check found stale on this machine (its ms are another device's).")
 
@@ -120,6 +100,8 @@ def measure_cmd(model: Path, target, table, threads, rounds, allow_other_device,
         if table is None:
             raise click.UsageError("give --target or --table")
         target = LUT.load(table).target
+    from ..profiling.check import usable_table
+
     lut = usable_table(table, target, arch.space, arch.input_shape, threads, allow_other_device, not as_json)
     stat = lut.statistic if lut else "min_ms"
     predicted = predict_ms(lut, arch) if lut else None

@@ -39,7 +39,7 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
     out = out or f"agd-search/{cfg.name}"
     if (cost_name or cfg.cost) == "latency" or table:
         from ..profiling.lut import LUT
-        from .profile import usable_table
+        from ..profiling.check import usable_table
 
         tgt = target or (LUT.load(table).target if table else cfg.target)
         lut = usable_table(table, tgt, cfg.space, cfg.input_shape, 1, allow_other_device, not as_json)

@@ -147,22 +147,18 @@ def scaled(lut: LUT, factor: float, identity: DeviceIdentity, provenance: dict[s
                               for r in prof.get("reference_nets", [])]
     d["profile"] = prof
     d["device"] = identity.to_dict()
+    from .profile import runtime_here
+
     d["runtime"] = runtime_here(lut.target)
     d["provenance"] = {"from": str(lut.path), "from_device": lut.device, "from_runtime": lut.runtime,
                        "factor": round(factor, 6), **provenance}
     return LUT.from_dict(d, "rescaled table")
 
 
-def runtime_here(target: str) -> dict[str, str]:
-    """The runtime versions a table made on this machine records (as `profile` does)."""
-    from .. import __version__
-    from ..runtimes import targets as T
-
-    return {"agd_deploy": __version__, **T.runtime_for(target).versions()}
-
-
 def runtime_differs(lut: LUT) -> list[str]:
     """The runtime packages whose versions differ between the table and this machine (they move latency)."""
+    from .profile import runtime_here
+
     try:
         here = runtime_here(lut.target)
     except Exception:  # an adapter that cannot report versions: nothing to compare
@@ -179,8 +175,6 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
     is refused with one line naming both devices, unless `allow_other_device` (then loudly used as it is)."""
     import sys
 
-    from . import tables
-
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     me = identify()
     theirs = identity_of(lut.device)
@@ -194,13 +188,9 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
     log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%, "
         f"tolerance {res.tolerance * 100:.1f}%, {res.seconds:.0f} s): {res.reason}")
     if res.usable:
-        new = rescaled(lut, res, me)
-        src = lut.path.name if lut.path else "table"
-        digest = _digest(lut)
-        path = tables.user_path(lut.target, lut.space, lut.input_shape, lut.threads, me)
-        path = path.with_name(f"{path.stem}.from-{digest}.json")
-        new.save(path)
-        log(f"  using {path} ({src} x {new.extra['provenance']['factor']:.4f}, now marked as this device's)")
+        new = adopt(lut, res, me)
+        log(f"  using {new.path} ({lut.path.name if lut.path else 'table'} x "
+            f"{new.extra['provenance']['factor']:.4f}, now marked as this device's)")
         return new, res
     if allow_other_device:
         off = (f"its reference nets run {min(n['ratio'] for n in res.nets):.2f}x to "
@@ -211,6 +201,35 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
     raise AgdError(f"latency table {lut.path} is stale on this machine: measured on {describe_device(lut.device)}, "
                    f"this is {me.describe()} ({res.reason}). Profile here (agd profile --target {lut.target}), "
                    f"transfer it (agd profile transfer --from {lut.path} --probes 10), or pass --allow-other-device")
+
+
+def adopt(lut: LUT, result: CheckResult, identity: DeviceIdentity | None = None) -> LUT:
+    """`rescaled(lut, result)`, saved in this device's folder of the user's tables (so the next lookup finds it
+    as this device's, without a check); returns it with its path."""
+    from . import tables
+
+    me = identity or identify()
+    path = tables.user_path(lut.target, lut.space, lut.input_shape, lut.threads, me)
+    new = rescaled(lut, result, me)
+    new.save(path.with_name(f"{path.stem}.from-{_digest(lut)}.json"))
+    return new
+
+
+def usable_table(table, target: str | None, space: str, shape, threads: int = 1, allow_other_device: bool = False,
+                 progress: bool = True) -> LUT | None:
+    """The table to predict with on this machine: `table`, else the best one `profiling.tables` finds (this
+    device's first); one of another device goes through `gate`. None when there is none."""
+    from . import tables
+
+    if table:
+        lut = LUT.load(table)
+    else:
+        found = tables.find(target, space, shape, threads) if target else None
+        if found is None:
+            return None
+        lut = found.lut
+    lut.check(space, target, shape)
+    return gate(lut, allow_other_device=allow_other_device, progress=progress)[0]
 
 
 def _digest(lut: LUT) -> str:

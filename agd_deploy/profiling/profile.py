@@ -127,6 +127,13 @@ def default_lowering(target: str, identity=None) -> dict | None:
     return OrtInt8Config.for_device(identity or identify()).to_dict()
 
 
+def runtime_here(target: str) -> dict[str, str]:
+    """The runtime versions a table made on this machine records."""
+    from ..runtimes.targets import runtime_for
+
+    return {"agd_deploy": __version__, **runtime_for(target).versions()}
+
+
 def table_lowering(lut: LUT) -> dict | None:
     """The int8 lowering a table's blocks were made with, so that checks, validation and export make the same
     files. Tables from before ISA-aware lowering (no `lowering` key) used OrtInt8Config()'s defaults."""
@@ -412,7 +419,6 @@ def _time_all(cfg: ProfileConfig, names: list[str], part: "_Partial", progress: 
 def _table(cfg: ProfileConfig, sp, shape, blocks, refs, part: "_Partial") -> tuple[LUT, float]:
     """4+5: entries (block statistic - the identity model's), the reference nets, the noise; uncalibrated."""
     from ..device import identify
-    from ..runtimes import targets as T
     from ..runtimes.base import device_fingerprint
     from ..runtimes.timing import Stats, noise
 
@@ -426,13 +432,14 @@ def _table(cfg: ProfileConfig, sp, shape, blocks, refs, part: "_Partial") -> tup
         entries[b.key] = {f: round(max(0.0, st.get(f) - call_ms), 6) for f in ("min_ms", "p10_ms", "p50_ms", "p90_ms")}
         entries[b.key]["n"] = st.n
     keys = [b.key for b in blocks]
-    half = pass_bounds(cfg.rounds, cfg.passes)[len(pass_bounds(cfg.rounds, cfg.passes)) // 2]
+    bounds = pass_bounds(cfg.rounds, cfg.passes)
+    half = bounds[len(bounds) // 2]
     interleaved = [{k: Stats.from_samples(samples[k][j::2]) for k in keys} for j in (0, 1)]
     in_time = [{k: Stats.from_samples(samples[k][:half]) for k in keys},
                {k: Stats.from_samples(samples[k][half:]) for k in keys}]  # the first half of the passes vs the second
     noise_parts = {"interleaved": noise(*interleaved, cfg.statistic), "passes": noise(*in_time, cfg.statistic)}
     noise_rel = max(noise_parts.values())
-    runtime = {"agd_deploy": __version__, **T.runtime_for(cfg.target).versions()}
+    runtime = runtime_here(cfg.target)
     refs_out = [{"arch": {"ops": a.ops, "widths": a.widths},
                  "measured_ms": round(full[f"{REF_PREFIX}{i}"].get(cfg.statistic), 4)} for i, a in enumerate(refs)]
     extra: dict[str, Any] = {"clock": cfg.clock, "profile": {

@@ -30,7 +30,7 @@ import numpy as np
 from ..device import identify
 from ..errors import AgdError
 from ..space import Arch, get_space, sample_archs
-from .check import reference_archs_of, runtime_here
+from .check import reference_archs_of
 from .lut import LUT, now_iso
 from .predictor import predict_ms
 
@@ -161,7 +161,7 @@ def fit_table(source: LUT, nets: list[Arch], n_refs: int, samples: list[list[flo
               ) -> tuple[LUT, list[dict[str, Any]]]:
     """The transferred table from the nets' timing samples here (module docstring), and its fit residuals."""
     from ..runtimes.timing import Stats
-    from .profile import default_lowering
+    from .profile import default_lowering, runtime_here
 
     stat = source.statistic
     measured = np.array([Stats.from_samples(s).get(stat) for s in samples])
