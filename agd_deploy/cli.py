@@ -46,7 +46,9 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="agd")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="More messages (-v info, -vv debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Errors only.")
+def cli(verbose: int, quiet: bool) -> None:
     """agd-deploy: search efficient generators under a measured latency budget, export verified int8 artifacts.
 
     \b
@@ -55,6 +57,9 @@ def cli() -> None:
     Export int8:          agd export RUN/train --formats onnx,onnx-int8,tflite-int8
     All of it:            agd demo
     """
+    from .log import setup
+
+    setup(-1 if quiet else verbose)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -146,6 +146,37 @@ def read_yaml(path: str | Path, what: str, error: type | None = None) -> Any:
         raise AgdError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
+@contextlib.contextmanager
+def file_lock(path: str | Path, what: str, timeout: float | None = None) -> Iterator[float]:
+    """Hold `<path>.lock` (filelock) while a shared cache entry or work folder is built, so two processes
+    sharing a cache never interleave: the second one says it is waiting, then (having the lock) finds the
+    first one's finished result. Yields the seconds spent waiting."""
+    import time
+
+    from filelock import FileLock, Timeout
+
+    from .errors import AgdError
+    from .log import warn
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock")
+    t0 = time.monotonic()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        warn(f"waiting for another agd process to finish {what} ({path})")
+        try:
+            lock.acquire(timeout=-1 if timeout is None else timeout)
+        except Timeout:
+            raise AgdError(f"{what}: still locked by another process after {timeout:.0f} s "
+                           f"({path}.lock)") from None
+    try:
+        yield time.monotonic() - t0
+    finally:
+        lock.release()
+
+
 def refuse_unknown(d: Any, schema: dict[str, Any], where: str) -> None:
     """Refuse (one line) keys a YAML mapping does not know, recursively: `schema` maps each known key to None
     (any value) or to the schema of a nested mapping. A misspelled key must not silently run with defaults."""
