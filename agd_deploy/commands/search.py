@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .options import device_options
+
 
 @click.command()
 @click.argument("recipe")
@@ -26,9 +28,13 @@ import click
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--allow-other-device", is_flag=True,
               help="Search with a table that a check found stale on this machine (its ms are another device's).")
+@device_options(amp_default="auto")
 @click.option("--json", "as_json", is_flag=True, help="Print arch.json's object.")
+@click.option("--dry-run", is_flag=True,
+              help="Only check the recipe (and --table: readable, same space and input shape) and print the "
+                   "resolved settings as JSON; no search, nothing written.")
 def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmacs, teacher, data, out, steps, resume,
-           allow_other_device, as_json):
+           allow_other_device, device, amp, as_json, dry_run):
     """Search RECIPE (a shipped name like sr_x4_tiny, or a YAML path) under a budget; writes OUT/arch.json."""
     from ..search.config import SearchConfig
     from ..search.run import search as run_search
@@ -36,6 +42,13 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
     if budget_ms is not None and budget_frac is not None:
         raise click.UsageError("give --budget-ms or --budget-frac, not both")
     cfg = SearchConfig.load(recipe)
+    if dry_run:
+        from ..profiling.lut import LUT
+
+        if table:
+            LUT.load(table).check(cfg.space, target, cfg.input_shape)
+        click.echo(json.dumps({"recipe": cfg.to_dict(), "table": table}, indent=1))
+        return
     out = out or f"agd-search/{cfg.name}"
     if (cost_name or cfg.cost) == "latency" or table:
         from ..profiling.lut import LUT
@@ -47,7 +60,11 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
             table, target = str(lut.path), tgt
     res = run_search(cfg, target=target, table=table, cost_name=cost_name, budget_ms=budget_ms,
                      budget_frac=budget_frac, budget_gmacs=budget_gmacs, teacher=teacher, data=data, out=out,
-                     resume=resume, steps=steps, progress=not as_json)
+                     resume=resume, steps=steps, progress=not as_json, device=device, amp=amp)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun rank 0 alone reports
     if as_json:
         click.echo(json.dumps(res))
         return

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .options import device_options
+
 
 @click.command()
 @click.argument("arch_path", metavar="ARCH.json")
@@ -29,18 +31,29 @@ import click
               help="Save a resumable checkpoint every N steps.")
 @click.option("--max-side", type=click.IntRange(min=16), default=512, show_default=True,
               help="Centre-crop HR training images to this side before running the teacher (its cost).")
+@click.option("--degradation", default=None, callback=lambda c, p, v: _check_degradation(v),
+              help="LR inputs teacher and student see: bicubic, realesrgan (Real-ESRGAN's second-order blur/"
+                   "resize/noise/JPEG), realesrgan+clean (30% of draws clean bicubic), jpeg:Q or noise:S. "
+                   "Default: realesrgan for Real-ESRGAN teachers, else bicubic.")
+@click.option("--variants", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Degraded variants per image, cached with the teacher's outputs (random degradations only).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", default="ckpt", show_default=True, help="Output CKPT folder.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Continue from <out>.partial/ after an interruption.")
+@device_options(amp_default="auto")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, vgg, perceptual_weight,
-          style_weight, ckpt_every, max_side, threads, seed, out, resume, as_json):
+          style_weight, ckpt_every, max_side, degradation, variants, threads, seed, out, resume, device, amp, as_json):
     """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
 
     Loss: L1 to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
-    OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes from them."""
+    OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes from them.
+
+    \b
+    Several GPUs / processes: torchrun --nproc_per_node N -m agd_deploy train ... (--batch stays the
+    effective batch, split over the ranks; rank 0 writes OUT)."""
     from ..data import open_images
     from ..space import Arch
     from ..teachers import load_teacher
@@ -51,14 +64,31 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, 
         perceptual_weight = 0.01
     cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, gt_weight=gt_weight, vgg=vgg,
                       perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight, ckpt_every=ckpt_every,
-                      seed=seed, threads=threads, max_side=max_side)
+                      seed=seed, threads=threads, max_side=max_side, degradation=degradation, variants=variants,
+                      device=device, amp=amp)
     if (perceptual_weight or style_weight) and not vgg:
         raise click.BadParameter("perceptual/style terms need --vgg STATE_DICT", param_hint="--perceptual-weight")
     t = load_teacher(teacher)
     images = open_images(data, "train")
     res = run_train(arch, t, images, cfg, out, resume=resume)
+    if res.get("rank", 0) != 0:
+        return  # under torchrun rank 0 alone reports
     if as_json:
         click.echo(json.dumps(res))
     else:
         extra = f" (resumed from step {res['resumed_from']})" if res.get("resumed_from") else ""
-        click.echo(f"trained {res['steps']} steps{extra}, final loss {res['final_loss']:.4f} -> {res['ckpt']}")
+        click.echo(f"trained {res['steps']} steps{extra} on {res.get('degradation', 'bicubic')} LR, final loss "
+                   f"{res['final_loss']:.4f} -> {res['ckpt']}")
+
+
+def _check_degradation(value):
+    """A bad --degradation is a usage error (exit 2) before the teacher loads."""
+    if value is None:
+        return None
+    from ..data.degrade import get_degradation
+    from ..errors import AgdError
+
+    try:
+        return get_degradation(value).name
+    except AgdError as e:
+        raise click.BadParameter(str(e), param_hint="--degradation") from None

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .options import device_options
+
 
 @click.command()
 @click.argument("model")
@@ -16,7 +18,8 @@ import click
 @click.option("--overlap", type=click.IntRange(min=0), default=16, show_default=True)
 @click.option("--scale", type=click.IntRange(min=1), default=4, show_default=True, help="For 'bicubic' only.")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
-def upscale(model, src, dst, tile, overlap, scale, threads):
+@device_options(amp_default="off")
+def upscale(model, src, dst, tile, overlap, scale, threads, device, amp):
     """Upscale IN (an image or a folder) with MODEL (CKPT folder, teacher, .onnx/.tflite artifact, 'bicubic').
 
     A folder IN writes one PNG per readable image into the folder OUT."""
@@ -33,16 +36,17 @@ def upscale(model, src, dst, tile, overlap, scale, threads):
     src_p, dst_p = Path(src), Path(dst)
     if not src_p.exists():
         raise AgdError(f"{src_p} does not exist")
-    up = load_upscaler(model, scale)
+    up = load_upscaler(model, scale, device=device, amp=amp)
     if src_p.is_dir():
         images = ImageFolder(src_p)
-        jobs = [(a, dst_p / Path(n).with_suffix(".png")) for n, a in images]
+        jobs = [(i, dst_p / Path(n).with_suffix(".png")) for i, n in enumerate(images.names)]
     else:
         try:
             jobs = [(load_image(src_p), dst_p)]
         except (OSError, ValueError) as e:
             raise AgdError(f"cannot read {src_p} as an image: {str(e).splitlines()[0][:120]}") from None
-    for img, out in tqdm(jobs, desc="upscale", unit="img", disable=len(jobs) < 2):
+    for src_img, out in tqdm(jobs, desc="upscale", unit="img", disable=len(jobs) < 2):
+        img = images[src_img][1] if isinstance(src_img, int) else src_img  # a folder's images: one at a time
         res = up.upscale(img, tile=tile, overlap=overlap)
         fmt = (out.suffix.lstrip(".").upper() or "PNG").replace("JPG", "JPEG")
         try:

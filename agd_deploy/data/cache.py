@@ -2,7 +2,13 @@
 
 One folder per (teacher fingerprint, scale, crop policy); in it one `.npz` per image (hr, lr, teacher output, all
 uint8) named by the image's content hash and written atomically. So an interrupted run resumes where it stopped,
-and any subset or superset of already-seen images reuses their outputs."""
+and any subset or superset of already-seen images reuses their outputs.
+
+With a `degradation` other than bicubic (data/degrade.py) the LR is degraded and the folder is keyed also on the
+degradation's settings and seed; each image then has `variants` entries (`<hash>.v<k>.npz`, variant k drawn by
+`degrade.rng_for(seed, k, image)`), a fixed set, so the teacher runs once per (image, variant) ever. `native` is
+the evaluation protocol of images upscaled at their own resolution: lr is the image itself and hr is empty
+(there is no ground truth)."""
 
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import numpy as np
 import torch
 
 from ..utils import atomic_path, cache_dir
+from .degrade import get_degradation, rng_for
+from .entries import load_arrays
 from .images import Images
 from .protocol import make_lr, to_tensor, to_uint8
 from .tiles import tiled_apply
@@ -25,6 +33,8 @@ class Sample:
     hr: np.ndarray       # uint8 HxWx3, cropped to a multiple of the scale
     lr: np.ndarray       # uint8 (H/s)x(W/s)x3, bicubic (== hr when scale is 1)
     teacher: np.ndarray  # uint8 HxWx3, the teacher's output on lr
+    variant: int = 0     # which degraded variant of the image (0 for bicubic)
+    image: int = -1      # index of the source image in the cache's Images (variants share it)
 
 
 def center_crop(img: np.ndarray, max_side: int | None) -> np.ndarray:
@@ -39,17 +49,29 @@ def center_crop(img: np.ndarray, max_side: int | None) -> np.ndarray:
 class TeacherCache:
     """hr/lr/teacher-output triples for `images`, computed once per (teacher, images, scale, max_side).
 
-    max_side: HR images are centre-cropped to at most max_side x max_side first (bounds the teacher's cost)."""
+    max_side: HR images are centre-cropped to at most max_side x max_side first (bounds the teacher's cost).
+    degradation: a name or `degrade.Degradation` (None: bicubic, whose keys and entries are the same as before
+    degradations existed) or "native"; variants: degraded variants per image (1 for deterministic ones);
+    seed: the degradation draw's seed. Samples are image-major: image 0's variants, then image 1's, ..."""
 
     VERSION = 2
 
     def __init__(self, teacher, images: Images, cache_root: str | Path | None = None, max_side: int | None = None,
-                 tile: int = 128, progress: bool = True):
+                 tile: int = 128, progress: bool = True, degradation=None, variants: int = 1, seed: int = 0):
         self.teacher, self.images, self.max_side, self.tile = teacher, images, max_side, tile
         self.scale = int(teacher.scale)
+        self.native = str(degradation) == "native"
+        self.degradation = None if self.native else get_degradation(degradation)
+        random = self.degradation is not None and self.degradation.random
+        self.variants, self.seed = (max(1, int(variants)) if random else 1), int(seed)
         tkey = f"{teacher.fingerprint}|x{self.scale}|max{max_side}|v{self.VERSION}"
+        if self.native:
+            tkey += "|native"
+        elif self.degradation.key != "bicubic":
+            tkey += f"|deg:{self.degradation.key}|seed{self.seed if random else 0}"
         self.teacher_key = hashlib.sha256(tkey.encode()).hexdigest()[:16]
-        self.key = hashlib.sha256(f"{tkey}|{images.data_hash}".encode()).hexdigest()[:16]  # names this set
+        vkey = f"|k{self.variants}" if self.variants > 1 else ""
+        self.key = hashlib.sha256(f"{tkey}|{images.data_hash}{vkey}".encode()).hexdigest()[:16]  # names this set
         root = Path(cache_root) if cache_root else cache_dir("teacher_outputs")
         self.dir = root / self.teacher_key
         self.samples: list[Sample] = self._build(progress)
@@ -64,36 +86,62 @@ class TeacherCache:
         from tqdm import tqdm
 
         self.dir.mkdir(parents=True, exist_ok=True)
-        out: list[Sample | None] = [None] * len(self.images)
+        k = self.variants
+        out: list[Sample | None] = [None] * (len(self.images) * k)
         todo = []
         for i, (name, img) in enumerate(self.images):
-            f = self.entry_path(img)
-            if f.is_file():
-                try:
-                    with np.load(f) as z:
-                        out[i] = Sample(name, z["hr"], z["lr"], z["teacher"])
+            for v in range(k):
+                z = load_arrays(self.entry_path(img, v))  # memory-mapped, not read (data/entries.py)
+                if z is not None:
+                    out[i * k + v] = Sample(self._name(name, v), z["hr"], z["lr"], z["teacher"], v, i)
                     continue
-                except Exception:  # damaged entry: recompute
-                    pass
-            todo.append(i)
+                todo.append(i * k + v)  # absent or damaged: compute
         bar = tqdm(todo, desc=f"teacher {self.teacher.name}", unit="img", disable=not progress or not todo,
                    file=None, leave=False)
-        for i in bar:
+        for j in bar:
+            i, v = divmod(j, k)
             name, img = self.images[i]
-            hr, lr = make_lr(center_crop(img, self.max_side), self.scale)
+            hr, lr = self.make_input(img, v)
             t = self.run_teacher(lr)
-            with atomic_path(self.entry_path(img), ".npz") as tmp:
+            with atomic_path(self.entry_path(img, v), ".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, hr=hr, lr=lr, teacher=t)
-            out[i] = Sample(name, hr, lr, t)
+            z = load_arrays(self.entry_path(img, v)) or {"hr": hr, "lr": lr, "teacher": t}  # keep no copy
+            out[j] = Sample(self._name(name, v), z["hr"], z["lr"], z["teacher"], v, i)
         return out  # type: ignore[return-value]
 
-    def entry_path(self, img: np.ndarray) -> Path:
+    def _name(self, name: str, v: int) -> str:
+        return f"{name}#v{v}" if self.variants > 1 else name
+
+    def make_input(self, img: np.ndarray, variant: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(hr, lr) of one image and variant, before the teacher runs."""
+        img = center_crop(img, self.max_side)
+        if self.native:
+            return np.zeros((0, 0, 3), np.uint8), np.ascontiguousarray(img)
+        if self.degradation.key == "bicubic":
+            return make_lr(img, self.scale)
+        return self.degradation(img, self.scale, rng_for(self.seed, variant, img))
+
+    def entry_path(self, img: np.ndarray, variant: int = 0) -> Path:
         h = hashlib.sha256(str(img.shape).encode() + img.tobytes()).hexdigest()[:20]
-        return self.dir / f"{h}.npz"
+        random = self.degradation is not None and self.degradation.random
+        return self.dir / (f"{h}.v{variant}.npz" if random else f"{h}.npz")
+
+    TILE_BATCH = 8  # tiles per teacher call: batches keep a GPU busy (the teacher runs where its module is)
 
     def run_teacher(self, lr: np.ndarray) -> np.ndarray:
         vr = tuple(self.teacher.value_range)
+        fn, dev = self.teacher, _module_device(self.teacher)
+        if dev is not None and dev.type != "cpu":  # a teacher moved to a GPU: tiles go there and back (fp32)
+            fn = lambda x: self.teacher(x.to(dev)).float().cpu()  # noqa: E731
         with torch.no_grad():
-            y = tiled_apply(self.teacher, to_tensor(lr, vr), self.scale, tile=self.tile, overlap=8)
+            y = tiled_apply(fn, to_tensor(lr, vr), self.scale, tile=self.tile, overlap=8,
+                            batch=self.TILE_BATCH if fn is not self.teacher else 1)
         return to_uint8(y, vr)
+
+
+def _module_device(teacher) -> torch.device | None:
+    """The device of a torch teacher's weights (None for ONNX teachers and stand-ins without a module)."""
+    module = getattr(teacher, "module", None)
+    p = next(iter(module.parameters()), None) if module is not None else None
+    return p.device if p is not None else None

@@ -1,7 +1,9 @@
 """Image sets: a folder of the user's images, or the built-in natural images that scikit-image ships.
 
 Every image is loaded as uint8 RGB HxWx3 (grayscale is replicated, alpha dropped). Files that cannot be read
-are skipped with a warning on stderr; a set with no readable image is an error."""
+are skipped with a warning on stderr; a set with no readable image is an error. A folder is lazy: opening it
+reads only each file's header (size, format), and an image is decoded when it is accessed, so a dataset of
+thousands of images (DIV2K's 800) is never in memory at once."""
 
 from __future__ import annotations
 
@@ -28,7 +30,15 @@ def warn(msg: str) -> None:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """uint8 RGB HxWx3. Raises OSError/ValueError for unreadable files."""
+    """uint8 RGB HxWx3. Raises OSError/ValueError for unreadable files (also for a header claiming more
+    pixels than PIL's decompression-bomb limit: PIL raises its own exception type for that)."""
+    try:
+        return _load_image(path)
+    except Image.DecompressionBombError as e:
+        raise ValueError(str(e).split(",")[0]) from None
+
+
+def _load_image(path: str | Path) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
@@ -53,35 +63,57 @@ class Images:
             raise AgdError(f"no readable images in {source}")
 
     def __len__(self) -> int:
-        return len(self.arrays)
+        return len(self.names)
 
     def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
         return self.names[i], self.arrays[i]
 
     def __iter__(self):
-        return iter(zip(self.names, self.arrays))
+        return (self[i] for i in range(len(self)))
+
+    def shape(self, i: int) -> tuple[int, int, int]:
+        """(H, W, 3) of image i (without decoding it, for a folder)."""
+        return tuple(self.arrays[i].shape)  # type: ignore[return-value]
 
     @property
     def data_hash(self) -> str:
+        cached = getattr(self, "_data_hash", None)
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
-        for n, a in self:
+        for n, a in self:  # one image at a time
             h.update(n.encode() + b"\0" + str(a.shape).encode())
             h.update(hashlib.sha256(a.tobytes()).digest())
-        return h.hexdigest()[:16]
+        self._data_hash = h.hexdigest()[:16]
+        return self._data_hash
+
+    def _select(self, keep: list[int]) -> "Images":
+        return Images([self.names[i] for i in keep], [self.arrays[i] for i in keep], self.source)
 
     def subset(self, min_hw: int, what: str = "the patch size") -> "Images":
         """Only images at least min_hw x min_hw (warn about the others; error if none is left)."""
-        keep = [(n, a) for n, a in self if min(a.shape[:2]) >= min_hw]
-        for n, a in self:
-            if min(a.shape[:2]) < min_hw:
-                warn(f"skipping {n}: {a.shape[1]}x{a.shape[0]} is smaller than {what} ({min_hw}x{min_hw})")
+        keep = [i for i in range(len(self)) if min(self.shape(i)[:2]) >= min_hw]
+        for i in range(len(self)):
+            if i not in keep:
+                h, w = self.shape(i)[:2]
+                warn(f"skipping {self.names[i]}: {w}x{h} is smaller than {what} ({min_hw}x{min_hw})")
         if not keep:
             raise AgdError(f"every image in {self.source} is smaller than {what} ({min_hw}x{min_hw})")
-        return Images([n for n, _ in keep], [a for _, a in keep], self.source)
+        return self._select(keep)
+
+
+def _header_shape(path: Path) -> tuple[int, int, int]:
+    """(H, W, 3) from the file's header only; raises what PIL raises for a file it cannot identify."""
+    with Image.open(path) as im:
+        w, h = im.size
+    if w < 1 or h < 1:
+        raise ValueError("empty image")
+    return (h, w, 3)
 
 
 class ImageFolder(Images):
-    """All images under `root` (recursively, sorted by relative path)."""
+    """All images under `root` (recursively, sorted by relative path), decoded on access (lazy): opening a
+    folder reads headers only; `folder[i]` / iteration decode one image at a time."""
 
     def __init__(self, root: str | Path):
         root = Path(root)
@@ -93,18 +125,45 @@ class ImageFolder(Images):
             files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         if not files:
             raise AgdError(f"data folder {root} is empty")
-        names, arrays = [], []
+        names, paths, shapes = [], [], []
         for p in files:
             name = str(p.relative_to(root)) if p != root else p.name
             if p.suffix.lower() not in EXTENSIONS:
                 warn(f"skipping {p}: not an image file ({p.suffix or 'no extension'})")
                 continue
             try:
-                arrays.append(load_image(p))
+                shapes.append(_header_shape(p))
+                paths.append(p)
                 names.append(name)
             except (OSError, ValueError, Image.DecompressionBombError) as e:
                 warn(f"skipping {p}: cannot read it as an image ({str(e).splitlines()[0][:120]})")
-        super().__init__(names, arrays, str(root))
+        self._init_lazy(names, paths, shapes, str(root))
+
+    def _init_lazy(self, names, paths, shapes, source: str) -> None:
+        self.names, self.paths, self._shapes, self.source = list(names), list(paths), list(shapes), source
+        if not self.paths:
+            raise AgdError(f"no readable images in {source}")
+
+    @property
+    def arrays(self) -> list[np.ndarray]:  # type: ignore[override]
+        """Every image decoded (the eager list of `Images`; avoid it for large folders)."""
+        return [self[i][1] for i in range(len(self))]
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray]:
+        p = self.paths[i]
+        try:
+            return self.names[i], load_image(p)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise AgdError(f"cannot read {p} as an image: {str(e).splitlines()[0][:120]}") from None
+
+    def shape(self, i: int) -> tuple[int, int, int]:
+        return self._shapes[i]
+
+    def _select(self, keep: list[int]) -> "Images":
+        sub = ImageFolder.__new__(ImageFolder)
+        sub._init_lazy([self.names[i] for i in keep], [self.paths[i] for i in keep],
+                       [self._shapes[i] for i in keep], self.source)
+        return sub
 
 
 def builtin_images(split: str = "train") -> Images:

@@ -1,7 +1,9 @@
 """Random training patches cut from cached teacher outputs: LR patch x, the teacher's output on the matching
 scale-x region, and the HR ground truth there; random flips and 90-degree turns applied to all three alike.
 
-Batches are a pure function of (seed, step), so a resumed training sees exactly the batches it would have."""
+Batches are a pure function of (seed, step), so a resumed training sees exactly the batches it would have.
+Under torchrun each rank cuts only its own shard of the step's batch (`rank`, `world`): the draws are the
+world-1 draws, so the union of the shards is the world-1 batch and a world-2 run sees the same patches."""
 
 from __future__ import annotations
 
@@ -34,20 +36,25 @@ class PatchDataset:
     def lr_pixels(self) -> int:
         return int(sum(s.lr.shape[0] * s.lr.shape[1] for s in self.samples))
 
-    def batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(x, teacher, hr) float32 NCHW in value_range for this step."""
+    def batch(self, step: int, batch_size: int, rank: int = 0,
+              world: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x, teacher, hr) float32 NCHW in value_range for this step: all of it (world 1), or rank's shard
+        (`shard_bounds`) of the same batch_size draws."""
         rng = np.random.default_rng([self.seed, step])
+        lo_i, hi_i = shard_bounds(batch_size, rank, world)
         p, s = self.patch, self.scale
         xs, ts, hs = [], [], []
-        for _ in range(batch_size):
+        for i in range(batch_size):
             smp = self.samples[rng.choice(len(self.samples), p=self.p)]
             y = int(rng.integers(0, smp.lr.shape[0] - p + 1))
             x = int(rng.integers(0, smp.lr.shape[1] - p + 1))
+            flips = rng.integers(0, 2, size=3) if self.augment else None
+            if not lo_i <= i < hi_i:
+                continue  # another rank's patch: drawn (so the stream matches world 1), not cut
             crops = [smp.lr[y:y + p, x:x + p], smp.teacher[y * s:(y + p) * s, x * s:(x + p) * s],
                      smp.hr[y * s:(y + p) * s, x * s:(x + p) * s]]
-            if self.augment:
-                flip_h, flip_v, turn = rng.integers(0, 2, size=3)
-                crops = [self._aug(c, flip_h, flip_v, turn) for c in crops]
+            if flips is not None:
+                crops = [self._aug(c, *flips) for c in crops]
             xs.append(crops[0]), ts.append(crops[1]), hs.append(crops[2])
         return self._stack(xs), self._stack(ts), self._stack(hs)
 
@@ -65,3 +72,12 @@ class PatchDataset:
         lo, hi = self.value_range
         t = torch.from_numpy(np.stack([np.ascontiguousarray(a) for a in arrs])).permute(0, 3, 1, 2).float() / 255.0
         return t * (hi - lo) + lo
+
+
+def shard_bounds(batch: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of the patches rank `rank` of `world` cuts from a batch of `batch` (sizes differ by at most 1)."""
+    if world <= 1:
+        return 0, batch
+    base, extra = divmod(batch, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)

@@ -26,9 +26,11 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
 
 
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int,
-                tile: int | tuple[int, int] = 128, overlap: int = 8, fixed: bool = False) -> torch.Tensor:
+                tile: int | tuple[int, int] = 128, overlap: int = 8, fixed: bool = False,
+                batch: int = 1) -> torch.Tensor:
     """fn on NCHW `x` tile by tile. `fixed`: fn only accepts exactly `tile`-sized inputs (smaller images are
-    padded by edge replication and the output cropped back)."""
+    padded by edge replication and the output cropped back). `batch` > 1 (an N=1 input): up to that many
+    tiles per call (all tiles of one image have the same size), which keeps a GPU busy."""
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     n, c, h, w = x.shape
     ph, pw = max(0, th - h) if fixed else 0, max(0, tw - w) if fixed else 0
@@ -37,6 +39,8 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sca
     H, W = x.shape[2:]
     if H <= th and W <= tw and not fixed:
         return fn(x)
+    if batch > 1 and n == 1:
+        return _tiled_batched(fn, x, scale, th, tw, overlap, batch)[:, :, :h * scale, :w * scale]
     out = None
     for ys, ylo, yhi in _windows(H, th, overlap):
         for xs, xlo, xhi in _windows(W, tw, overlap):
@@ -46,3 +50,19 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sca
             s = scale
             out[:, :, ylo * s:yhi * s, xlo * s:xhi * s] = y[:, :, (ylo - ys) * s:(yhi - ys) * s, (xlo - xs) * s:(xhi - xs) * s]
     return out[:, :, :h * scale, :w * scale]
+
+
+def _tiled_batched(fn, x: torch.Tensor, s: int, th: int, tw: int, overlap: int, batch: int) -> torch.Tensor:
+    H, W = x.shape[2:]
+    wins = [(yw, xw) for yw in _windows(H, th, overlap) for xw in _windows(W, tw, overlap)]
+    out = None
+    for i in range(0, len(wins), batch):
+        chunk = wins[i:i + batch]
+        xb = torch.cat([x[:, :, ys:ys + min(th, H), xs:xs + min(tw, W)] for (ys, _, _), (xs, _, _) in chunk])
+        yb = fn(xb)
+        if out is None:
+            out = torch.zeros(1, yb.shape[1], H * s, W * s, dtype=yb.dtype)
+        for k, ((ys, ylo, yhi), (xs, xlo, xhi)) in enumerate(chunk):
+            out[:, :, ylo * s:yhi * s, xlo * s:xhi * s] = \
+                yb[k:k + 1, :, (ylo - ys) * s:(yhi - ys) * s, (xlo - xs) * s:(xhi - xs) * s]
+    return out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,9 @@ class SearchConfig:
     teacher: str | None = "realesrgan-x4plus"
     data: str | None = None               # folder of images; None = built-in images (data.open_images)
     max_side: int | None = 256            # images centre-cropped to this before the teacher runs (its cost)
+    degradation: str | None = None        # LR inputs (data/degrade.py: bicubic | realesrgan | jpeg:Q | noise:S);
+                                          # None: the teacher's default (teachers.default_degradation)
+    variants: int = 1                     # degraded variants per image (the teacher cache keeps them all)
     patch: int = 16                       # input patch side per sample in a step
     batch: int = 4
     steps: int = 200
@@ -68,7 +71,14 @@ class SearchConfig:
             bad(f"input_shape must be 4 positive integers like [1, 3, 64, 64], got {self.input_shape!r}")
         if self.cost not in ("latency", "flops"):
             bad(f"cost must be latency or flops, got {self.cost!r}")
-        for k in ("patch", "batch", "steps", "arch_every", "lambda_every", "ckpt_every"):
+        if self.degradation is not None:
+            from ..data.degrade import get_degradation
+
+            try:
+                get_degradation(self.degradation)
+            except AgdError as e:
+                bad(f"degradation: {e}")
+        for k in ("patch", "batch", "steps", "arch_every", "lambda_every", "ckpt_every", "variants"):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 bad(f"{k} must be a positive integer, got {v!r}")
@@ -93,24 +103,13 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "recipe") -> "SearchConfig":
+        """Strictly (`agd_deploy.config.load`): unknown keys and wrong types are a ConfigError (exit 2)
+        naming the key; then the value checks of `validate`."""
+        from ..config import load
+
         if not isinstance(d, dict):
             raise RecipeError(f"{source}: a recipe must be a YAML mapping of settings")
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise RecipeError(f"{source}: unknown setting(s) {', '.join(map(str, unknown))}")
-        kw = {}
-        for k, v in d.items():
-            default = getattr(cls(), k)
-            if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(v, str):
-                try:
-                    v = type(default)(float(v)) if isinstance(default, float) else int(v)
-                except ValueError:
-                    raise RecipeError(f"{source}: {k} must be a number, got {v!r}") from None
-            kw[k] = v
-        return cls(**kw).validate(source)
+        return load(cls, d, source).validate(source)
 
     @classmethod
     def load(cls, recipe: str | Path) -> "SearchConfig":
@@ -119,7 +118,7 @@ class SearchConfig:
             raise RecipeError(f"recipe {recipe!r} not found (not a file, nor a shipped recipe in search/)")
         d = read_yaml(path, "recipe", RecipeError)
         cfg = cls.from_dict(d, str(path))
-        if "name" not in d:
+        if isinstance(d, dict) and "name" not in d:
             cfg.name = path.stem
         return cfg
 

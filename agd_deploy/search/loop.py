@@ -66,7 +66,8 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
     dist = dist or Dist()
     out = Path(out)
     torch.manual_seed(cfg.seed)
-    net = SuperNet(cfg.space)
+    comp = dist.compute
+    net = SuperNet(cfg.space).to(comp.device)
     opt_w = torch.optim.Adam(net.weight_parameters(), lr=cfg.lr_weights)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.lr_arch, betas=(0.5, 0.999),
                              weight_decay=cfg.arch_weight_decay)
@@ -76,14 +77,18 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
     key = _ckpt_key(cfg, budget, cost)
     start = 0
     ckpt_path, log_path = out / CKPT, out / LOG
-    if resume and ckpt_path.is_file():
+    ck = None
+    if resume and dist.is_main and ckpt_path.is_file():  # rank 0 reads it; every rank resumes from its copy
         try:
-            ck = torch.load(ckpt_path, weights_only=True)
+            ck = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         except Exception as e:
             raise AgdError(f"{ckpt_path}: checkpoint cannot be read ({type(e).__name__}); remove it to start over") from None
         if ck.get("key") != key:
             raise AgdError(f"{ckpt_path}: checkpoint was made with another recipe, budget or cost; "
                            "use another --out or drop --resume")
+    if resume:
+        ck = dist.broadcast_object(ck)
+    if ck is not None:
         net.load_state_dict(ck["net"])
         opt_w.load_state_dict(ck["opt_w"])
         opt_a.load_state_dict(ck["opt_a"])
@@ -91,6 +96,8 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
         start = int(ck["step"])
         if dist.rank == 0:
             torch.set_rng_state(ck["rng"])
+            if comp.device.type == "cuda" and "cuda_rng" in ck:
+                torch.cuda.set_rng_state(ck["cuda_rng"], comp.device)
         else:
             torch.manual_seed(cfg.seed * 104729 + dist.rank + 1000003 * start)
     elif not resume and dist.is_main:
@@ -104,7 +111,7 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
 
     wparams, aparams = net.weight_parameters(), net.arch_parameters()
     unit = cost.unit
-    t0, last = time.time(), {}
+    t0, last, saved = time.time(), {}, start
     from tqdm import tqdm
 
     bar = tqdm(total=cfg.steps, initial=start, desc=f"search {cfg.name}", unit="step",
@@ -116,12 +123,21 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
         # -- weight step (sandwich rule) --
         opt_w.zero_grad(set_to_none=True)
         x, t, _ = w_set.batch(step, cfg.batch)
+        x, t = x.to(comp.device), t.to(comp.device)
         single = cfg.op_sampling == "gumbel"
         op_w = net.op_weights(cfg.op_sampling, tau).detach()
         w_loss = 0.0
         for mode in cfg.sandwich:
-            loss = (net(x, net.width_masks(mode, tau), op_w, single) - t).abs().mean() / len(cfg.sandwich)
-            loss.backward()
+            try:
+                with comp.autocast():
+                    y = net(x, net.width_masks(mode, tau), op_w, single)
+                loss = (y.float() - t).abs().mean() / len(cfg.sandwich)
+                loss.backward()
+            except torch.cuda.OutOfMemoryError:
+                raise AgdError(f"CUDA out of memory at search step {step + 1} on {comp.device}: a batch of "
+                               f"{cfg.batch} {cfg.patch}x{cfg.patch} patches per rank ({mode} widths) did not "
+                               f"fit; the last checkpoint ({ckpt_path}, step {saved}) is kept; use a recipe with a smaller "
+                               "batch or patch and --resume") from None
             w_loss += loss.item()
         dist.average_grads(wparams)
         torch.nn.utils.clip_grad_norm_(wparams, 1.0)
@@ -131,8 +147,10 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
         if step >= cfg.warmup and (step - cfg.warmup) % cfg.arch_every == 0:
             opt_a.zero_grad(set_to_none=True)
             x, t, _ = a_set.batch(step, cfg.batch)
-            out_a = net(x, net.width_masks("gumbel", tau), net.op_weights(cfg.op_sampling, tau), single)
-            distill = (out_a - t).abs().mean()
+            x, t = x.to(comp.device), t.to(comp.device)
+            with comp.autocast():
+                out_a = net(x, net.width_masks("gumbel", tau), net.op_weights(cfg.op_sampling, tau), single)
+            distill = (out_a.float() - t).abs().mean()
             exp = cost.expected(net.op_probs().double(), {k: p.double() for k, p in net.width_probs().items()})
             loss = distill + ctl.lam * exp.float() / budget
             row.update(loss=dist.mean(loss.item()), distill=dist.mean(distill.item()), **{"lambda": ctl.lam})
@@ -156,8 +174,11 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
             if dist.is_main:
                 state = {"key": key, "step": step + 1, "net": net.state_dict(), "opt_w": opt_w.state_dict(),
                          "opt_a": opt_a.state_dict(), "ctl": json.dumps(ctl.state_dict()), "rng": torch.get_rng_state()}
+                if comp.device.type == "cuda":
+                    state["cuda_rng"] = torch.cuda.get_rng_state(comp.device)
                 with atomic_path(ckpt_path, suffix=".pt") as tmp:
                     torch.save(state, tmp)
+            saved = step + 1
             dist.barrier()
         bar.set_postfix({"loss": f"{row['loss']:.4f}", f"E[{unit}]": f"{row[f'expected_{unit}']:.3g}",
                          "lambda": f"{ctl.lam:.3g}"}, refresh=False)

@@ -96,10 +96,12 @@ def resolve_budget(cfg: SearchConfig, cost: CostModel, lat: LatencyCost | None, 
 
 
 def make_patches(cfg: SearchConfig, teacher_spec: str | None, data: str | None, dist: Dist, progress: bool):
-    """(weight set, arch set): patches of the teacher's cached outputs (data/), split 50/50 by image.
-    Rank 0 fills the teacher cache first; each rank draws its own batches (seed + rank)."""
+    """(weight set, arch set): patches of the teacher's cached outputs (data/), split 50/50 by image (an
+    image's degraded variants stay together). The LR inputs are the recipe's degradation (the teacher's
+    default: the same cache `agd train` fills). Each node's local rank 0 fills the teacher cache (under a file
+    lock, on the search's device); each rank draws its own batches (seed + rank)."""
     from ..data import PatchDataset, TeacherCache, open_images
-    from ..teachers import load_teacher
+    from ..teachers import default_degradation, load_teacher
 
     spec = teacher_spec or cfg.teacher
     if not spec:
@@ -109,13 +111,18 @@ def make_patches(cfg: SearchConfig, teacher_spec: str | None, data: str | None, 
     if teacher.scale != sp.scale:
         raise AgdError(f"teacher {spec} is x{teacher.scale}, the {sp.name} space is x{sp.scale}")
     images = open_images(data or cfg.data)
-    if dist.is_main:
-        cache = TeacherCache(teacher, images, max_side=cfg.max_side, progress=progress)
-    dist.barrier()
-    if not dist.is_main:
-        cache = TeacherCache(teacher, images, max_side=cfg.max_side, progress=False)
+    deg = dict(degradation=cfg.degradation or default_degradation(teacher), variants=cfg.variants)
+    if teacher.module is not None:
+        teacher.module.to(dist.device)  # teacher outputs computed on the search's device, in batches of tiles
+    from ..utils import cache_dir
+
+    # each node's local rank 0 fills the cache under a file lock; the others wait on the lock, then read it
+    cache = dist.build_once(cache_dir("teacher_outputs") / ".build", "teacher outputs", lambda prog: TeacherCache(
+        teacher, images, max_side=cfg.max_side, progress=prog and progress, **deg))
     samples = list(cache)
-    halves = (samples[0::2], samples[1::2]) if len(samples) >= 2 else (samples, samples)
+    halves = ([s for s in samples if s.image % 2 == 0], [s for s in samples if s.image % 2 == 1])
+    if not halves[0] or not halves[1]:
+        halves = (samples, samples)
     seed = cfg.seed * 1000 + dist.rank * 2
     return (PatchDataset(halves[0], cfg.patch, tuple(sp.value_range), seed=seed),
             PatchDataset(halves[1], cfg.patch, tuple(sp.value_range), seed=seed + 1))
@@ -124,14 +131,16 @@ def make_patches(cfg: SearchConfig, teacher_spec: str | None, data: str | None, 
 def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = None, cost_name: str | None = None,
            budget_ms: float | None = None, budget_frac: float | None = None, budget_gmacs: float | None = None,
            teacher: str | None = None, data: str | None = None, out: str | Path = "agd-search",
-           resume: bool = False, steps: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run a search and write `<out>/arch.json`; returns the arch.json object."""
+           resume: bool = False, steps: int | None = None, progress: bool = True, device: str | None = "auto",
+           amp: str | None = "auto") -> dict[str, Any]:
+    """Run a search and write `<out>/arch.json`; returns the arch.json object.
+    device/amp: where the supernet trains (train.device; under torchrun cuda:LOCAL_RANK, NCCL, else gloo)."""
     t0 = time.time()
     if cfg.threads:
         import torch
 
         torch.set_num_threads(cfg.threads)  # spinning OpenMP threads waste CPU on an oversubscribed box
-    dist = init_from_env()
+    dist = init_from_env(device, amp)
     out = Path(out)
     if steps is not None:
         cfg.steps = steps
@@ -147,11 +156,18 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
     w_set, a_set = make_patches(cfg, teacher, data, dist, progress)
+    if progress and dist.is_main:  # the one line that states the parallel setup (also in arch.json's "search")
+        import sys
+
+        sys.stderr.write(f"search: world {dist.world}" + (f" ({dist.backend})" if dist.backend else "")
+                         + f" on {dist.compute.describe()}; per-rank batch {cfg.batch}, effective batch "
+                         f"{cfg.batch * dist.world}, lr {cfg.lr_weights:g} (weights) / {cfg.lr_arch:g} (arch), "
+                         "not scaled (each rank draws its own batch: the recipe's batch is per rank)\n")
     from .loop import run_loop
 
     res = run_loop(cfg, cost, bud.value, w_set, a_set, out, resume=resume, dist=dist, progress=progress,
                    report_cost=lat)
-    net = res.net
+    net = res.net.cpu()  # derive on the CPU, wherever the supernet trained
     op_logp, width_logp = net.log_probs()
     argmax = net.argmax_arch(cfg.input_shape)
     arch = project(argmax, cost, bud.value, cfg.margin, cfg.fill, op_logp, width_logp)
@@ -169,12 +185,32 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
         "argmax": {"ops": argmax.ops, "widths": argmax.widths,
                    f"predicted_{cost.unit}": cost.predict(argmax)},
         "search": {"recipe": cfg.name, "steps": res.steps, "seconds": round(time.time() - t0, 1),
-                   "world_size": dist.world, "margin": cfg.margin, "teacher": teacher or cfg.teacher},
+                   "world_size": dist.world, "margin": cfg.margin, "teacher": teacher or cfg.teacher,
+                   "per_rank_batch": cfg.batch, "effective_batch": cfg.batch * dist.world, "lr_scaled": False,
+                   "device": str(dist.device), "amp": dist.compute.amp_name},
     }
     if cost.unit == "gmacs":
         meta["budget_gmacs"] = bud.value
     result = Arch(arch.space, arch.ops, arch.widths, list(cfg.input_shape), meta).to_dict()
     if dist.is_main:
         atomic_write_json(out / "arch.json", result)
+    _debug_hash(net, dist.rank)
+    dist.barrier()
     dist.close()
     return result
+
+
+def _debug_hash(net, rank: int) -> None:
+    """With AGD_DEBUG_PARAM_HASH=DIR, each rank writes DIR/rank<r>.sha256 of its final supernet (tests check
+    that the all-reduce leaves every rank with identical weights)."""
+    import hashlib
+    import os
+
+    d = os.environ.get("AGD_DEBUG_PARAM_HASH")
+    if not d:
+        return
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+    Path(d).mkdir(parents=True, exist_ok=True)
+    (Path(d) / f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")

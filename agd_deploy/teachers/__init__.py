@@ -39,6 +39,21 @@ def load_teacher(spec: str) -> Teacher:
     raise AgdError(f"unknown teacher {spec!r}: use {', '.join(NAMED)}, esrgan-pth:PATH, cyclegan-pth:PATH or PATH.onnx")
 
 
+# Teachers trained on Real-ESRGAN's second-order degradations: their students are distilled on the same inputs
+# (data/degrade.py). An esrgan-pth file whose name says realesr (RealESRGAN_x4plus.pth, realesr-general-x4v3.pth)
+# is taken for one of them.
+REALWORLD = ("realesrgan-x4plus",)
+
+
+def default_degradation(teacher) -> str:
+    """The degradation a student of `teacher` (spec or Teacher) is distilled on: `realesrgan` for Real-ESRGAN-
+    family teachers (trained for real photos: blur, noise, JPEG), `bicubic` for the others."""
+    name = str(getattr(teacher, "name", teacher))
+    if name in REALWORLD or (name.startswith("esrgan-pth:") and "realesr" in Path(name.split(":", 1)[1]).name.lower()):
+        return "realesrgan"
+    return "bicubic"
+
+
 def is_teacher_spec(spec: str) -> bool:
     s = str(spec)
     return s in NAMED or s.startswith(("esrgan-pth:", "cyclegan-pth:")) or s.lower().endswith(".onnx")
@@ -86,4 +101,4 @@ def load_onnx_teacher(path: str) -> OnnxTeacher:
                        fingerprint=f"onnx:{sha256_file(p)[:16]}")
 
 
-__all__ = ["NAMED", "OnnxTeacher", "Teacher", "is_teacher_spec", "load_teacher"]
+__all__ = ["NAMED", "OnnxTeacher", "REALWORLD", "Teacher", "default_degradation", "is_teacher_spec", "load_teacher"]

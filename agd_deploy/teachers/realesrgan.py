@@ -14,7 +14,7 @@ import torch
 
 from ..errors import AgdError
 from ..nets.esrgan import RRDBNet
-from ..utils import atomic_path, cache_dir, sha256_file
+from ..utils import atomic_path, cache_dir, file_lock, sha256_file
 
 FP16_TAG = 0x01306B47
 MODEL_STEM = "REALESRGAN_X4PLUS_UP4X"
@@ -91,16 +91,24 @@ def load_realesrgan_x4plus() -> tuple[RRDBNet, str]:
     fingerprint = f"realesrgan-x4plus:{digest}"
     model = RRDBNet(nb=23)
     cached = cache_dir("teachers") / f"realesrgan-x4plus-{digest}.safetensors"
-    sd = None
-    if cached.is_file():
+
+    def read():
+        if not cached.is_file():
+            return None
         try:
-            sd = load_file(str(cached))
+            return load_file(str(cached))
         except Exception:  # a damaged cache entry: convert again
-            sd = None
+            return None
+
+    sd = read()
     if sd is None:
-        sd = ncnn_to_state_dict(param, bin_, model)
-        with atomic_path(cached, ".safetensors") as tmp:
-            save_file(sd, str(tmp), metadata={"source": str(bin_), "fingerprint": fingerprint})
+        # two processes on one cache convert once: the second waits, then finds the first one's file
+        with file_lock(cached, "converting the Real-ESRGAN x4plus teacher"):
+            sd = read()
+            if sd is None:
+                sd = ncnn_to_state_dict(param, bin_, model)
+                with atomic_path(cached, ".safetensors") as tmp:
+                    save_file(sd, str(tmp), metadata={"source": str(bin_), "fingerprint": fingerprint})
     model.load_state_dict(sd)
     return model.eval(), fingerprint
 

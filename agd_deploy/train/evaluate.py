@@ -1,5 +1,16 @@
 """PSNR/SSIM (docs/ARCHITECTURE.md, "SR evaluation protocol") per image and mean; with a teacher, fidelity to the teacher
-(the teacher's output on the same LR is the reference) — what distillation optimises."""
+(the teacher's output on the same LR is the reference) — what distillation optimises.
+
+Three protocols say which LR the model (and the teacher) is given:
+
+- `bicubic`: the published tables' protocol, LR = bicubic-downscaled HR (the default, unchanged);
+- `degraded`: LR = a degraded HR (data/degrade.py, `realesrgan` unless told), one fixed draw per image (seed
+  `EVAL_SEED`), so runs compare; PSNR vs the clean HR and vs the teacher on that LR;
+- `native`: the image itself at its own resolution is the input (what users feed `agd upscale`); there is no
+  ground truth, so only fidelity to the teacher's output on the same input (needs a teacher).
+
+With a teacher every protocol also reports bicubic's fidelity on the same inputs (`bicubic`), the baseline a
+student must beat."""
 
 from __future__ import annotations
 
@@ -8,21 +19,32 @@ from typing import Any
 import numpy as np
 
 from ..data.images import Images
-from ..data.protocol import make_lr, psnr_y, ssim_y
+from ..data.protocol import bicubic_upscale, make_lr, psnr_y, ssim_y
 from ..errors import AgdError
 from .models import load_upscaler
 
+PROTOCOLS = ("bicubic", "degraded", "native")
+EVAL_SEED = 1  # the degraded protocol's draw (training variants use their own seed, on other images)
+
 
 def evaluate(model, images: Images, scale: int = 4, teacher=None, cache_root=None, progress: bool = True,
-             tile: int = 192) -> dict[str, Any]:
+             tile: int = 192, protocol: str = "bicubic", degradation=None, seed: int = EVAL_SEED) -> dict[str, Any]:
     """model: anything `load_upscaler` takes; teacher: a Teacher or teacher spec (outputs cached on disk).
 
-    Returns {"model", "scale", "psnr", "ssim", ["psnr_vs_teacher", "ssim_vs_teacher"], "images": [...]}."""
+    Returns {"model", "scale", "protocol", "psnr", "ssim", ["psnr_vs_teacher", "ssim_vs_teacher", "bicubic"],
+    "images": [...]}; psnr/ssim are None for `native` (no ground truth)."""
     from tqdm import tqdm
 
     from ..data.cache import TeacherCache
     from ..teachers import Teacher, is_teacher_spec, load_teacher
 
+    if protocol not in PROTOCOLS:
+        raise AgdError(f"unknown protocol {protocol!r}: use {', '.join(PROTOCOLS)}")
+    deg = {"bicubic": None, "degraded": degradation or "realesrgan", "native": "native"}[protocol]
+    if protocol == "degraded":
+        from ..data.degrade import get_degradation
+
+        deg = get_degradation(deg)
     for name, img in images:
         if min(img.shape[:2]) <= 2 * scale:
             raise AgdError(f"{name}: {img.shape[1]}x{img.shape[0]} is too small to evaluate at x{scale}")
@@ -31,7 +53,7 @@ def evaluate(model, images: Images, scale: int = 4, teacher=None, cache_root=Non
         tm = load_teacher(model)
         if tm.scale != scale:
             raise AgdError(f"{tm.name} upscales x{tm.scale}, not x{scale} (use --scale {tm.scale})")
-        own = TeacherCache(tm, images, cache_root, progress=progress)
+        own = TeacherCache(tm, images, cache_root, progress=progress, degradation=deg, seed=seed)
     up = load_upscaler(model if own is None else "bicubic", scale)
     if own is not None:
         up.name = own.teacher.name
@@ -42,20 +64,48 @@ def evaluate(model, images: Images, scale: int = 4, teacher=None, cache_root=Non
         t = load_teacher(teacher)
         if t.scale != scale:
             raise AgdError(f"teacher {t.name} upscales x{t.scale}, not x{scale}")
-        ref = TeacherCache(t, images, cache_root, progress=progress)
+        ref = TeacherCache(t, images, cache_root, progress=progress, degradation=deg, seed=seed)
+    if protocol == "native" and ref is None and own is None:
+        raise AgdError("the native protocol has no ground truth: it compares with a teacher's output (give a teacher)")
+    pairs = own if own is not None else ref  # the inputs, made once by the cache (identical for the same images and settings)
     rows = []
-    for i, (name, img) in enumerate(tqdm(list(images), desc=f"eval {up.name}", unit="img", leave=False,
+    for i, (name, img) in enumerate(tqdm(list(images), desc=f"eval {up.name} ({protocol})", unit="img", leave=False,
                                          disable=not progress)):
-        hr, lr = make_lr(img, scale)
+        if pairs is not None:
+            hr, lr = pairs[i].hr, pairs[i].lr
+        else:
+            hr, lr = make_lr(img, scale) if deg is None else deg(img, scale, _rng(seed, img))
         sr = own[i].teacher if own is not None else up.upscale(lr, tile=tile)
-        row = {"name": name, "psnr": psnr_y(sr, hr, scale), "ssim": ssim_y(sr, hr, scale)}
+        row: dict[str, Any] = {"name": name, "input": f"{lr.shape[1]}x{lr.shape[0]}"}
+        if protocol != "native":
+            row["psnr"], row["ssim"] = psnr_y(sr, hr, scale), ssim_y(sr, hr, scale)
         if ref is not None:
-            row["psnr_vs_teacher"] = psnr_y(sr, ref[i].teacher, scale)
-            row["ssim_vs_teacher"] = ssim_y(sr, ref[i].teacher, scale)
+            ref_out = ref[i].teacher
+            row["psnr_vs_teacher"] = psnr_y(sr, ref_out, scale)
+            row["ssim_vs_teacher"] = ssim_y(sr, ref_out, scale)
+            bic = sr if up.fn is None and own is None else bicubic_upscale(lr, scale)
+            row["bicubic_psnr_vs_teacher"] = psnr_y(bic, ref_out, scale)
+            row["bicubic_ssim_vs_teacher"] = ssim_y(bic, ref_out, scale)
         rows.append(row)
-    out: dict[str, Any] = {"model": up.name, "scale": scale}
+    out: dict[str, Any] = {"model": up.name, "scale": scale, "protocol": protocol}
+    if protocol == "degraded":
+        out["degradation"], out["seed"] = deg.key, seed
+    out["psnr"] = out["ssim"] = None
     for k in ("psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher"):
         if k in rows[0]:
             out[k] = float(np.mean([r[k] for r in rows]))
+    if ref is not None:
+        out["bicubic"] = {"psnr_vs_teacher": float(np.mean([r["bicubic_psnr_vs_teacher"] for r in rows])),
+                          "ssim_vs_teacher": float(np.mean([r["bicubic_ssim_vs_teacher"] for r in rows]))}
+        out["gain_vs_bicubic_db"] = out["psnr_vs_teacher"] - out["bicubic"]["psnr_vs_teacher"]
     out["images"] = rows
     return out
+
+
+def _rng(seed: int, img: np.ndarray):
+    from ..data.degrade import rng_for
+
+    return rng_for(seed, 0, img)
+
+
+__all__ = ["EVAL_SEED", "PROTOCOLS", "evaluate"]

@@ -3,7 +3,13 @@ truth, + optional VGG perceptual/style terms), Adam with a cosine schedule.
 
 Resumable: every `ckpt_every` steps the model, optimizer, step and RNG state go atomically to
 `<out>.partial/state.pt`; rerunning the same command after a kill continues from there. Batches are a pure
-function of (seed, step), so a resumed run sees the same data it would have seen. The finished model is the
+function of (seed, step), so a resumed run sees the same data it would have seen.
+
+Under `torchrun --nproc_per_node N`: `batch` stays the effective batch; rank r cuts its shard of each step's
+draws (data.patches.shard_bounds), the derived net is wrapped in DistributedDataParallel (a fixed graph), and
+each rank's loss is weighted by its shard's share, so the averaged gradient is the world-1 gradient of the same
+batch: the same command trains the same model at any world size (the learning rate is not scaled). Rank 0
+writes the checkpoints, the log and the CKPT; the others wait at barriers. The finished model is the
 CKPT folder `<out>` (generator.safetensors + arch.json), written via a temp folder + rename."""
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import math
 
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,11 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from ..data.cache import TeacherCache
+from ..data.degrade import get_degradation
 from ..data.images import Images
 from ..data.patches import PatchDataset
 from ..errors import AgdError
 from ..space import Arch, build
-from ..utils import atomic_path
+from ..utils import atomic_path, cache_dir
 from .ckpt import WEIGHTS, is_ckpt, load_weights, save_ckpt
 
 
@@ -48,6 +56,12 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     max_side: int | None = 512    # HR images are centre-cropped to this before the teacher runs (its cost)
+    device: str = "auto"          # auto|cpu|cuda|cuda:N (train.device); teacher outputs are computed there too
+    amp: str = "auto"             # CUDA mixed precision: auto (bf16, else fp16) | bf16 | fp16 | off; off on CPU
+    degradation: str | None = None  # the LR inputs (data/degrade.py); None: the teacher's default
+                                    # (teachers.default_degradation: realesrgan for Real-ESRGAN, else bicubic)
+    variants: int = 4             # degraded variants per image in the teacher cache (a random degradation)
+    degradation_seed: int = 0     # seeds the variants' draw (not `seed`: a new training seed reuses the cache)
 
     def total_steps(self, lr_pixels: int) -> int:
         if self.steps:
@@ -101,81 +115,167 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     if teacher.scale != sp.scale:
         raise AgdError(f"teacher {teacher.name} is x{teacher.scale}, the {sp.name} space is x{sp.scale}")
     torch.set_num_threads(max(1, cfg.threads))
+    from ..data.patches import shard_bounds
+    from ..search.distributed import env_world, init_from_env
+
+    _rank, world, _local = env_world()
+    if world > cfg.batch:  # every rank needs a patch; checked before the rendezvous, so every rank says it
+        raise AgdError(f"{world} ranks but --batch {cfg.batch}: --batch is the effective batch, split over the "
+                       f"ranks, so each rank would get less than one patch; use --batch >= {world} or fewer ranks")
+    dist = init_from_env(cfg.device, cfg.amp)
+    comp, main = dist.compute, dist.is_main
+    progress = progress and main
+    if getattr(teacher, "module", None) is not None:
+        teacher.module.to(comp.device)  # teacher outputs are computed on the device, in batches of tiles
     t0 = time.time()
-    cache = TeacherCache(teacher, data, cache_root, max_side=cfg.max_side, progress=progress)
+    from ..teachers import default_degradation
+
+    degradation = cfg.degradation or default_degradation(teacher)
+    get_degradation(degradation)  # a bad name (or the eval-only "native") is one line, before the teacher runs
+    root = Path(cache_root) if cache_root else cache_dir("teacher_outputs")
+    cache = dist.build_once(root / ".build", "teacher outputs", lambda prog: TeacherCache(
+        teacher, data, cache_root, max_side=cfg.max_side, progress=prog and progress,
+        degradation=degradation, variants=cfg.variants, seed=cfg.degradation_seed))
     ds = PatchDataset(cache, cfg.patch, tuple(sp.value_range), seed=cfg.seed)
-    total = cfg.total_steps(ds.lr_pixels)
+    total = cfg.total_steps(ds.lr_pixels // cache.variants)  # an epoch counts each image once, not per variant
     teacher_s = time.time() - t0
 
-    if resume and is_ckpt(out):
+    same, info = False, {}
+    if resume and main and is_ckpt(out):  # rank 0's file system decides, for every rank
         info = _read_json(out / "train.json")
         try:
-            same = Arch.load(out) == arch and info.get("steps") == total
+            same = (Arch.load(out) == arch and info.get("steps") == total
+                    and info.get("degradation_key", "bicubic") == cache.degradation.key)
         except AgdError:
             same = False
-        if same:
-            return {**info, "ckpt": str(out), "resumed_from": total, "skipped": True}
+    same, info = dist.broadcast_object((same, info))
+    if same:
+        dist.close()
+        return {**info, "ckpt": str(out), "resumed_from": total, "skipped": True, "rank": dist.rank}
 
     torch.manual_seed(cfg.seed)
-    model = build(arch).train()
+    model = comp.module(build(arch).train())
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     start = 0
     partial = _partial_dir(out)
     state_path = partial / "state.pt"
-    if not resume:
+    st = None
+    if main and not resume:
         shutil.rmtree(partial, ignore_errors=True)
-    elif state_path.is_file():
+    elif main and state_path.is_file():
         st = _load_state(state_path, arch)
+        old_cfg = json.loads(st.get("config") or "{}")
+        if (old_cfg.get("degradation"), old_cfg.get("variants", cfg.variants)) != (cfg.degradation, cfg.variants):
+            raise AgdError(f"training checkpoint {state_path} was made with another --degradation/--variants "
+                           "(delete it or use --no-resume)")
+    st = dist.broadcast_object(st)  # rank 0 reads the checkpoint; every rank resumes from the same state
+    if st is not None:
         load_weights(model, st["model"], str(state_path))
         opt.load_state_dict(st["optimizer"])
         torch.set_rng_state(st["torch_rng"])
         start = min(st["step"], total)
-    partial.mkdir(parents=True, exist_ok=True)
+    del st
+    if main:
+        partial.mkdir(parents=True, exist_ok=True)
+    net = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[comp.device.index] if comp.device.type == "cuda" else None)
+    lo_i, hi_i = shard_bounds(cfg.batch, dist.rank, dist.world)
+    share = (hi_i - lo_i) * dist.world / cfg.batch  # DDP averages over ranks: weighted shards = the batch mean
+    scaler = torch.amp.GradScaler(comp.device.type, enabled=comp.amp == torch.float16)
+    run_info = {"world_size": dist.world, "backend": dist.backend, "per_rank_batch": hi_i - lo_i,
+                "effective_batch": cfg.batch, "lr": cfg.lr, "lr_scaled": False, "device": str(comp.device),
+                "amp": comp.amp_name, "channels_last": comp.channels_last}
+    if progress:  # the one line that states the parallel setup (also in train.json)
+        sizes = sorted({b - a for a, b in (shard_bounds(cfg.batch, r, dist.world) for r in range(dist.world))})
+        tqdm.write(f"train: world {dist.world}" + (f" ({dist.backend})" if dist.backend else "")
+                   + f" on {comp.describe()}; per-rank batch {'-'.join(map(str, sizes))}, effective batch "
+                   f"{cfg.batch}, lr {cfg.lr:g} (not scaled: --batch is the effective batch at any world size)"
+                   + (f"; resuming from step {start}" if start else ""), file=sys.stderr)
 
     vgg_loss = None
     if cfg.vgg and (cfg.perceptual_weight or cfg.style_weight):
         from .vgg import PerceptualLoss, load_vgg19
 
-        vgg_loss = PerceptualLoss(load_vgg19(cfg.vgg), cfg.perceptual_weight, cfg.style_weight)
+        vgg_loss = PerceptualLoss(load_vgg19(cfg.vgg), cfg.perceptual_weight, cfg.style_weight).to(comp.device)
     lo, hi = sp.value_range
     log_path = partial / "log.jsonl"
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress,
                dynamic_ncols=True)
-    loss_v, t_train = float("nan"), time.time()
+    loss_v, t_train, saved = float("nan"), time.time(), start
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step, total)
-        x, t, hr = ds.batch(step, cfg.batch)
-        y = model(x)
-        loss = F.l1_loss(y, t)
-        if cfg.gt_weight:
-            loss = loss + cfg.gt_weight * F.l1_loss(y, hr)
-        if vgg_loss is not None:
-            loss = loss + vgg_loss((y - lo) / (hi - lo), (t - lo) / (hi - lo))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        loss_v = float(loss.detach())
+        x, t, hr = ds.batch(step, cfg.batch, dist.rank, dist.world)
+        try:
+            x, t = comp.tensor(x), comp.tensor(t)
+            with comp.autocast():
+                y = net(x)
+            y = y.float()
+            loss = F.l1_loss(y, t)
+            if cfg.gt_weight:
+                loss = loss + cfg.gt_weight * F.l1_loss(y, comp.tensor(hr))
+            if vgg_loss is not None:
+                loss = loss + vgg_loss((y - lo) / (hi - lo), (t - lo) / (hi - lo))
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss * share if share != 1 else loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            loss_v = float(loss.detach())
+        except torch.cuda.OutOfMemoryError:
+            kept = f"the checkpoint of step {saved} is kept in {state_path}" if saved else "no checkpoint yet"
+            raise AgdError(f"CUDA out of memory at step {step + 1} on {comp.device}: a batch of {hi_i - lo_i} "
+                           f"{cfg.patch}x{cfg.patch} LR patches per rank (effective batch {cfg.batch}) did not fit; "
+                           f"{kept}; rerun with a smaller --batch or --patch to resume") from None
         bar.set_postfix(loss=f"{loss_v:.4f}")
         done = step + 1
         if done % 10 == 0 or done == total:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps({"step": done, "loss": loss_v, "lr": opt.param_groups[0]["lr"]}) + "\n")
+            loss_v = dist.sum(loss_v * (hi_i - lo_i)) / cfg.batch if dist.active else loss_v  # the batch mean
+            if main:
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": done, "loss": loss_v, "lr": opt.param_groups[0]["lr"]}) + "\n")
         if done % cfg.ckpt_every == 0 and done < total:
-            _save_state(state_path, model, opt, done, total, arch, cfg, loss_v)
+            if main:
+                _save_state(state_path, model, opt, done, total, arch, cfg, loss_v)
+            saved = done
+            dist.barrier()
     bar.close()
     summary = {"steps": total, "resumed_from": start, "final_loss": loss_v, "teacher": teacher.name,
+               "degradation": degradation, "degradation_key": cache.degradation.key, "variants": cache.variants,
                "teacher_fingerprint": teacher.fingerprint, "data": data.source, "data_hash": data.data_hash,
                "teacher_seconds": round(teacher_s, 2), "train_seconds": round(time.time() - t_train, 2),
-               "config": asdict(cfg)}
+               "config": asdict(cfg), **run_info}
     model.eval()
-    save_ckpt(model, arch, out, extra=summary)
-    if log_path.is_file():
-        shutil.copy(log_path, out / "log.jsonl")
-    shutil.rmtree(partial, ignore_errors=True)
-    return {**summary, "ckpt": str(out)}
+    if main:
+        save_ckpt(model, arch, out, extra=summary)
+        if log_path.is_file():
+            shutil.copy(log_path, out / "log.jsonl")
+        shutil.rmtree(partial, ignore_errors=True)
+    _debug_hash(model, dist.rank)
+    dist.barrier()
+    dist.close()
+    return {**summary, "ckpt": str(out), "rank": dist.rank}
+
+
+def _debug_hash(model, rank: int) -> None:
+    """With AGD_DEBUG_PARAM_HASH=DIR, each rank writes DIR/rank<r>.sha256 of its final parameters (the tests
+    check that every rank ends with identical weights)."""
+    import hashlib
+    import os
+
+    d = os.environ.get("AGD_DEBUG_PARAM_HASH")
+    if not d:
+        return
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+    Path(d).mkdir(parents=True, exist_ok=True)
+    (Path(d) / f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")
 
 
 def _read_json(p: Path) -> dict:

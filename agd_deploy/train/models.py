@@ -41,8 +41,16 @@ class Upscaler:
         return to_uint8(y, self.value_range)
 
 
-def _torch_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _torch_fn(model: torch.nn.Module, compute=None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """model as NCHW CPU tensor -> CPU tensor, computed on `compute` (train.device.Compute; None: the CPU)."""
     model.eval()
+    if compute is not None and compute.device.type != "cpu":
+        compute.module(model)
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad(), compute.autocast():
+                return model(compute.tensor(x)).float().cpu()
+        return fn
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -50,17 +58,25 @@ def _torch_fn(model: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return fn
 
 
-def load_upscaler(spec, scale: int = 4) -> Upscaler:
-    """spec: 'bicubic', a CKPT folder, a teacher spec, a .onnx/.tflite artifact, an nn.Module or an Upscaler."""
+def load_upscaler(spec, scale: int = 4, device=None, amp: str | None = "off") -> Upscaler:
+    """spec: 'bicubic', a CKPT folder, a teacher spec, a .onnx/.tflite artifact, an nn.Module or an Upscaler.
+    device/amp: where torch models (CKPTs, torch teachers) run (train.device: auto|cpu|cuda|cuda:N; None = the
+    CPU); artifacts run on their own runtime's CPU path."""
     from ..teachers import Teacher, is_teacher_spec, load_teacher
+
+    comp = None
+    if device is not None:
+        from .device import resolve
+
+        comp = resolve(device, amp)
 
     if isinstance(spec, Upscaler):
         return spec
     if isinstance(spec, Teacher):
-        return Upscaler(spec.name, spec.scale, tuple(spec.value_range), spec)
+        return Upscaler(spec.name, spec.scale, tuple(spec.value_range), _teacher_fn(spec, comp))
     if isinstance(spec, torch.nn.Module):
         return Upscaler(type(spec).__name__, int(getattr(spec, "scale", scale)),
-                        tuple(getattr(spec, "value_range", (0.0, 1.0))), _torch_fn(spec))
+                        tuple(getattr(spec, "value_range", (0.0, 1.0))), _torch_fn(spec, comp))
     s = str(spec)
     if s == "bicubic":
         return Upscaler("bicubic", scale, (0.0, 1.0), None)
@@ -70,7 +86,7 @@ def load_upscaler(spec, scale: int = 4) -> Upscaler:
 
         model, arch = load_ckpt(p)
         sp = arch.space_obj
-        return Upscaler(str(p), sp.scale, tuple(sp.value_range), _torch_fn(model), meta={"arch": arch})
+        return Upscaler(str(p), sp.scale, tuple(sp.value_range), _torch_fn(model, comp), meta={"arch": arch})
     if p.suffix.lower() == ".onnx":
         t = load_teacher(s)
         return Upscaler(s, t.scale, tuple(t.value_range), t._run, t.fixed_hw)
@@ -78,9 +94,17 @@ def load_upscaler(spec, scale: int = 4) -> Upscaler:
         return _tflite_upscaler(p)
     if is_teacher_spec(s):
         t = load_teacher(s)
-        return Upscaler(t.name, t.scale, tuple(t.value_range), t)
+        return Upscaler(t.name, t.scale, tuple(t.value_range), _teacher_fn(t, comp))
     raise AgdError(f"unknown model {s!r}: give a checkpoint folder, a teacher (realesrgan-x4plus, esrgan-pth:PATH, "
                    "cyclegan-pth:PATH, PATH.onnx), a .tflite file or 'bicubic'")
+
+
+def _teacher_fn(t, comp):
+    """A torch teacher on the device (its module moved there); ONNX teachers and the CPU: the teacher itself."""
+    if comp is None or comp.device.type == "cpu" or getattr(t, "module", None) is None:
+        return t
+    t.module.to(comp.device)
+    return lambda x: t(x.to(comp.device)).float().cpu()
 
 
 def _tflite_upscaler(path: Path) -> Upscaler:
