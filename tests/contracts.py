@@ -42,3 +42,24 @@ def missing(stored, new, where="") -> list[str]:
 
 def stored(name: str) -> dict:
     return json.loads((STORED / f"{name}.keys.json").read_text())["keys"]
+
+
+def schema_errors(kind: str, obj) -> list[str]:
+    """Mismatches of `obj` (or the JSON file at a path) with the shipped schema `kind` (agd_deploy/schemas):
+    lut, arch, manifest, summary, eval. Empty when it validates."""
+    from agd_deploy.schemas import errors
+
+    if isinstance(obj, (str, Path)):
+        obj = json.loads(Path(obj).read_text())
+    return errors(kind, obj)
+
+
+def check(kind: str, obj) -> None:
+    """Assert `obj` validates against its shipped schema and, for manifest/summary, still has every stored key."""
+    errs = schema_errors(kind, obj)
+    assert not errs, f"{kind} does not match agd_deploy/schemas/{kind}.schema.json: " + "; ".join(errs[:5])
+    if isinstance(obj, (str, Path)):
+        obj = json.loads(Path(obj).read_text())
+    if (STORED / f"{kind}.keys.json").is_file():
+        lost = missing(stored(kind), structure(obj))
+        assert not lost, f"{kind} lost stored key(s): {lost}"

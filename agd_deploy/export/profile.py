@@ -26,19 +26,52 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import AgdError
-from ..utils import find_resource, parse_shape, read_yaml, refuse_unknown
+from ..utils import find_resource, parse_shape, read_yaml
 
 DEFAULT_THRESHOLDS = {"fp32": 60.0, "fp16": 45.0, "int8": 35.0}
-SCHEMA: dict[str, Any] = {  # what a profile may say (refuse_unknown)
-    "formats": None, "input": None, "threads": None,
-    "calibration": {"method": None, "crops": None, "reduce_range": None, "percentile": None},
-    "onnx_int8": {"weights": None, "activations": None, "per_channel": None, "op_types": None,
-                  "reduce_range": None, "without_dot": None},
-    "verify": {"heldout_per_image": None, "rounds": None},
-    "thresholds": None, "keep_fp32_target_db": None, "keep_fp32_max": None}
+Auto = Literal["auto"]
+
+
+# What a profile file may say, key by key (`agd_deploy.config.load` refuses anything else). `None` = not set:
+# the loader below fills the default, and the int8 settings left unset are chosen per device (`resolve_int8`).
+@dataclass
+class CalibrationSection:
+    method: str | None = None                  # minmax | percentile | entropy (checked by OrtInt8Config)
+    crops: int | None = None
+    reduce_range: bool | Auto | None = None
+    percentile: float | None = None
+
+
+@dataclass
+class OnnxInt8Section:
+    weights: str | None = None                 # auto | int8 | uint8 (checked by OrtInt8Config)
+    activations: str | None = None             # uint8 | uint16
+    per_channel: bool | Auto | None = None
+    op_types: list[str] | Auto | None = None
+    reduce_range: bool | Auto | None = None
+    without_dot: Literal["u8s8", "u8u8"] | None = None
+
+
+@dataclass
+class VerifySection:
+    heldout_per_image: int | None = None
+    rounds: int | None = None
+
+
+@dataclass
+class ProfileFile:
+    formats: list[str] | None = None
+    input: str | list[int] | None = None       # 1x3x64x64 or [1, 3, 64, 64]
+    threads: int | None = None
+    calibration: CalibrationSection = field(default_factory=CalibrationSection)
+    onnx_int8: OnnxInt8Section = field(default_factory=OnnxInt8Section)
+    verify: VerifySection = field(default_factory=VerifySection)
+    thresholds: dict[str, float] | None = None
+    keep_fp32_target_db: float | None = None
+    keep_fp32_max: int | None = None
 
 
 @dataclass
@@ -71,6 +104,10 @@ class Profile:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _default(v, default):
+    return default if v is None else v
+
+
 def _int8_fields(cal: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
     """The profile's explicit OrtInt8Config fields (YAML names -> field names; `auto` = not set)."""
     out: dict[str, Any] = {}
@@ -93,8 +130,11 @@ def _int8_fields(cal: dict[str, Any], q: dict[str, Any]) -> dict[str, Any]:
 
 def load_profile(spec: str | Path | None) -> Profile:
     """A profile by path or shipped name (`default`, `mobile`, `server`, `teacher`); None = the shipped default.
-    Unknown keys are refused; the int8 settings are validated by the one int8 config (`OrtInt8Config`)."""
+    Strict (`agd_deploy.config.load` over `ProfileFile`): unknown keys and wrong types are a ConfigError (exit 2)
+    naming the key; the int8 settings are validated by the one int8 config (`OrtInt8Config`)."""
+    from ..config import load
     from ..quant.onnx import OrtInt8Config
+    from . import parse_formats
 
     path = find_resource("export", str(spec or "default"))
     if path is None:
@@ -103,18 +143,27 @@ def load_profile(spec: str | Path | None) -> Profile:
         raise AgdError(f"--profile: no export profile {spec!r} "
                        f"(a YAML path, or a shipped one: default, mobile, server, teacher)")
     where = f"--profile {path}"
-    d = read_yaml(path, "export profile") or {}
-    refuse_unknown(d, SCHEMA, where)
+    d = read_yaml(path, "export profile")
+    f = load(ProfileFile, {} if d is None else d, where)  # unknown keys, wrong types: exit 2, naming the key
+    cal, q, ver = dataclasses.asdict(f.calibration), dataclasses.asdict(f.onnx_int8), f.verify
     try:
-        cal, q, ver = d.get("calibration") or {}, d.get("onnx_int8") or {}, d.get("verify") or {}
-        prof = Profile(name=Path(path).stem, formats=list(d.get("formats", Profile().formats)),
-                       input_shape=parse_shape(d["input"]) if d.get("input") else None,
-                       threads=int(d.get("threads", 1)), calib_crops=int(cal.get("crops", 24)),
-                       onnx_int8=_int8_fields(cal, q), without_dot=str(q.get("without_dot", "u8s8")),
-                       heldout_per_image=int(ver.get("heldout_per_image", 2)), rounds=int(ver.get("rounds", 20)),
-                       keep_fp32_target_db=float(d.get("keep_fp32_target_db", 40.0)),
-                       keep_fp32_max=int(d.get("keep_fp32_max", 8)))
-        prof.thresholds.update({str(k): float(v) for k, v in (d.get("thresholds") or {}).items()})
+        if f.formats is not None:
+            try:
+                parse_formats(f.formats)
+            except AgdError as e:
+                raise AgdError(f"formats: {e}") from None
+        shape = None
+        if f.input is not None:
+            shape = parse_shape(f.input) if isinstance(f.input, str) else list(f.input)
+            if len(shape) != 4 or min(shape) < 1:
+                raise ValueError(f"input must be 4 positive integers like 1x3x64x64, got {f.input!r}")
+        prof = Profile(name=Path(path).stem, formats=list(f.formats or Profile().formats), input_shape=shape,
+                       threads=_default(f.threads, 1), calib_crops=_default(cal["crops"], 24),
+                       onnx_int8=_int8_fields(cal, q), without_dot=_default(q["without_dot"], "u8s8"),
+                       heldout_per_image=_default(ver.heldout_per_image, 2), rounds=_default(ver.rounds, 20),
+                       keep_fp32_target_db=_default(f.keep_fp32_target_db, 40.0),
+                       keep_fp32_max=_default(f.keep_fp32_max, 8))
+        prof.thresholds.update(f.thresholds or {})
         OrtInt8Config(**prof.onnx_int8)  # validates types, calibration method
     except (TypeError, ValueError, AttributeError) as e:
         raise AgdError(f"{where}: bad value ({e})") from None

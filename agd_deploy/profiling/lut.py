@@ -80,6 +80,8 @@ class LUT:
             raise LUTError(f"{source}: input_shape must be a list of 4 integers")
         if not isinstance(d["overhead_ms"], (int, float)):
             raise LUTError(f"{source}: overhead_ms must be a number")
+        if not isinstance(d["threads"], int) or isinstance(d["threads"], bool) or d["threads"] < 1:
+            raise LUTError(f"{source}: threads must be a positive integer, got {str(d['threads'])[:40]!r}")
         known = set(REQUIRED) | {"device", "runtime", "created"}
         return cls(target=str(d["target"]), space=str(d["space"]), space_hash=str(d["space_hash"]),
                    input_shape=list(shape), threads=int(d["threads"]), entries=entries,

@@ -336,5 +336,5 @@ SPACES: dict[str, Space] = {"sr": SRSpace(), "st": STSpace()}
 def get_space(name: str) -> Space:
     try:
         return SPACES[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: not a name at all (a list or mapping from a user's JSON)
         raise ValueError(f"unknown space {name!r}; spaces are {', '.join(SPACES)}") from None
