@@ -324,6 +324,50 @@ def _exports(d: RunData) -> str:
     return _section("exports", "Exported artifacts (each run on its own runtime)", _table(head, rows))
 
 
+def _per_layer(d: RunData) -> str:
+    """Per-layer profiles (`agd bench DIR --per-layer` wrote them into the manifest): per block, measured vs the
+    table's prediction, and the nodes left in float. Empty (no section) when no artifact has one."""
+    arts = [a for a in (d.manifest or {}).get("artifacts") or [] if isinstance(a, dict)
+            and isinstance(a.get("per_layer"), dict)]
+    if not arts:
+        return ""
+    parts = ["<p>Each node timed by its runtime's own profiler (mean of the profiled runs), mapped to the block "
+             "of the derived net it belongs to; the latency table's prediction per block beside it (where a "
+             "table of this device exists) shows where the table's error comes from.</p>"]
+    for a in arts:
+        pl = a["per_layer"]
+        fmt = _e(a.get("format"))
+        if not pl.get("available"):
+            parts.append(f"<h3>{fmt}</h3>{_not_run(pl.get('reason', 'no profiler'))}")
+            continue
+        parts.append(f"<h3>{fmt}</h3><p>{_e(pl.get('profiler', ''))}, {_e(pl.get('runs', '?'))} runs: node sum "
+                     f"{_num(pl.get('sum_ms'))} ms, the same runs end to end {_num(pl.get('whole_ms'))} ms "
+                     f"(sum/whole {_num(pl.get('sum_over_whole'))}); bench p50 {_num(pl.get('bench_p50_ms'))} ms.</p>")
+        rows = []
+        for b in pl.get("blocks") or []:
+            if not isinstance(b, dict) or not b.get("nodes"):
+                continue
+            m = b.get("measured_ms")
+            i8 = b.get("int8_ms")
+            share8 = i8 / m if isinstance(i8, (int, float)) and isinstance(m, (int, float)) and m > 0 else None
+            err = b.get("rel_error")
+            rows.append([_e(b.get("block")), _e(b.get("lut_key") or ""), _num(m, ".3f"),
+                         _num(100 * b["share"] if isinstance(b.get("share"), (int, float)) else None, ".1f", "%"),
+                         _num(100 * share8 if share8 is not None else None, ".0f", "%"),
+                         _num(b.get("predicted_ms"), ".3f"),
+                         _num(100 * err if isinstance(err, (int, float)) else None, "+.0f", "%")])
+        parts.append(_table(["block", "table entry", "measured ms", "share", "int8 share", "LUT ms", "error"], rows))
+        fb = [f for f in pl.get("float_fallback") or [] if isinstance(f, dict)]
+        if fb:
+            frows = [[_e(f.get("node")), _e(f.get("op")), _e(f.get("block")), _num(f.get("ms"), ".3f"),
+                      _num(100 * f["share"] if isinstance(f.get("share"), (int, float)) else None, ".1f", "%")]
+                     for f in sorted(fb, key=lambda f: -(f.get("ms") or 0))]
+            parts.append(f"<p>float fallback: {len(fb)} node(s) executed in float "
+                         f"({_num(100 * (pl.get('float_share') or 0), '.1f', '%')} of node time)</p>")
+            parts.append(_table(["node", "op", "block", "ms", "share"], frows))
+    return _section("per-layer", "Per-layer profile of the artifacts", "".join(parts))
+
+
 def _quality(d: RunData) -> str:
     s = d.summary or {}
     q = {k: s[k] for k, _ in QUALITY_ROWS if isinstance(s.get(k), dict)}
@@ -341,7 +385,37 @@ def _quality(d: RunData) -> str:
         body += (f'<p>Student vs bicubic fidelity to the teacher: <span class="{"ok" if ok else "bad"}">'
                  f'{st - bi:+.2f} dB</span> (bar: +1 dB).</p>')
     body += _img(plots.quality_bars(q), "fidelity bars")
+    body += _protocols(s.get("protocols"), s.get("degradation"))
     return _section("quality", "Fidelity", body)
+
+
+PROTOCOL_ROWS = (("bicubic", "clean bicubic LR (the published tables' protocol)"),
+                 ("degraded", "degraded held-out LR"), ("native", "photos at native resolution (no ground truth)"))
+
+
+def _protocols(p: Any, deg: Any) -> str:
+    """Fidelity to the teacher on the three kinds of input (train/evaluate.py), bicubic's beside the student's:
+    a student is only a compressed teacher on the inputs it was distilled on."""
+    if not isinstance(p, dict) or not p:
+        return ""
+    rows = []
+    for k, label in PROTOCOL_ROWS:
+        q = p.get(k)
+        if not isinstance(q, dict):
+            continue
+        st, i8, bi = (q.get(m) if isinstance(q.get(m), dict) else {} for m in ("student", "student_int8", "bicubic"))
+        gain = (st.get("psnr_vs_teacher") - bi.get("psnr_vs_teacher")
+                if isinstance(st.get("psnr_vs_teacher"), (int, float))
+                and isinstance(bi.get("psnr_vs_teacher"), (int, float)) else None)
+        rows.append([_e(label), _num(st.get("psnr_vs_teacher"), ".2f", " dB"), _num(i8.get("psnr_vs_teacher"), ".2f", " dB"),
+                     _num(bi.get("psnr_vs_teacher"), ".2f", " dB"), _num(gain, "+.2f", " dB"),
+                     _num(st.get("ssim_vs_teacher"), ".4f"), _num(bi.get("ssim_vs_teacher"), ".4f")])
+    trained = deg.get("train") if isinstance(deg, dict) else None
+    note = f" The student was distilled on <b>{_e(trained)}</b> LR inputs." if trained else ""
+    return (f"<h3>Fidelity to the teacher by input</h3><p>The same student on clean, degraded and native-resolution "
+            f"inputs; the teacher's output on the same input is the reference.{note}</p>"
+            + _table(["input", "student fp32", "student int8", "bicubic", "student - bicubic", "SSIM student",
+                      "SSIM bicubic"], rows))
 
 
 def _crops(d: RunData) -> str:
@@ -373,10 +447,13 @@ font-weight:600}.warn{color:#b26a00;font-weight:600}.op-conv{color:#1565c0}.op-r
 
 def render(d: RunData) -> str:
     """The whole report as one HTML string."""
-    sections = [_overview(d), _profile(d), _search(d), _arch(d), _exports(d), _quality(d), _crops(d)]
+    per_layer = _per_layer(d)
+    sections = [_overview(d), _profile(d), _search(d), _arch(d), _exports(d), per_layer, _quality(d), _crops(d)]
     nav = " ".join(f'<a href="#{i}">{t}</a>' for i, t in (("overview", "Overview"), ("profile", "Latency table"),
                    ("search", "Search"), ("arch", "Architecture"), ("exports", "Exports"), ("quality", "Fidelity"),
                    ("crops", "Crops")))
+    if per_layer:
+        nav += ' <a href="#per-layer">Per-layer</a>'
     problems = ""
     if d.problems:
         problems = "<ul class='problems'>" + "".join(f"<li>{_e(p)}</li>" for p in d.problems) + "</ul>"

@@ -11,12 +11,15 @@ from .base import Runtime, Session, package_version
 
 
 class OpenVinoSession(Session):
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, perf_count: bool = False):
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(path))
+        self.model = model  # the graph as read (verify/layers.py maps runtime nodes back to it)
         config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        if perf_count:  # per-node counters for `get_profiling_info()` (verify/layers.py)
+            config["PERF_COUNT"] = True
         self.compiled = core.compile_model(model, "CPU", config)
         self.request = self.compiled.create_infer_request()
         inp = self.compiled.inputs[0]
@@ -51,4 +54,4 @@ class OpenVinoRuntime(Runtime):
         return {"openvino": package_version("openvino"), "nncf": package_version("nncf")}
 
     def load(self, artifact: str | Path, threads: int = 1, device: str = "cpu", **options: Any) -> Session:
-        return OpenVinoSession(Path(artifact), threads)
+        return OpenVinoSession(Path(artifact), threads, perf_count=bool(options.get("perf_count")))

@@ -12,10 +12,13 @@ from .base import Runtime, Session, package_version
 
 
 class OrtSession(Session):
-    def __init__(self, path: Path, threads: int, device: str):
+    def __init__(self, path: Path, threads: int, device: str, profile_prefix: str | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
+        if profile_prefix:  # ORT's own per-node profiler (verify/layers.py reads and deletes its JSON)
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -77,4 +80,4 @@ class OrtRuntime(Runtime):
         return {"onnxruntime": package_version("onnxruntime"), "onnx": package_version("onnx")}
 
     def load(self, artifact: str | Path, threads: int = 1, device: str = "cpu", **options: Any) -> Session:
-        return OrtSession(Path(artifact), threads, device)
+        return OrtSession(Path(artifact), threads, device, profile_prefix=options.get("profile_prefix"))

@@ -32,6 +32,7 @@ class Target:
     lowering: str       # handler key in LOWERINGS
     fp32: str | None = None     # the target (same runtime) speed-ups are measured against
     in_caller: bool = False     # at one thread the runtime computes in the calling thread (CPU clock)
+    clock: str = ""             # the clock it is timed with ("cuda": CUDA events); "" = from in_caller
 
     @property
     def is_int8(self) -> bool:
@@ -50,9 +51,12 @@ TARGETS: dict[str, Target] = {t.name: t for t in [
            in_caller=True),
     Target("openvino-cpu-fp32", "openvino", "cpu", "fp32", ".xml", _OPENVINO, "openvino"),
     Target("openvino-cpu-int8", "openvino", "cpu", "int8", ".int8.xml", _OPENVINO, "openvino", "openvino-cpu-fp32"),
-    Target("torch-cuda-fp16", "torch", "cuda", "fp16", ".fp16.pt2", "CUDA PyTorch and a CUDA GPU", "torch-pt2"),
-    Target("tensorrt-cuda-int8", "tensorrt", "cuda", "int8", ".qdq.onnx", "the 'tensorrt' package and a CUDA GPU",
-           "onnx-int8"),
+    Target("torch-cuda-fp32", "torch", "cuda", "fp32", ".cuda.pt2", "CUDA PyTorch and a CUDA GPU", "torch-pt2",
+           clock="cuda"),
+    Target("torch-cuda-fp16", "torch", "cuda", "fp16", ".fp16.pt2", "CUDA PyTorch and a CUDA GPU", "torch-pt2",
+           "torch-cuda-fp32", clock="cuda"),
+    Target("tensorrt-cuda-int8", "tensorrt", "cuda", "int8", ".qdq.onnx", "the 'tensorrt' package and a CUDA GPU "
+           "(pip install 'agd-deploy[tensorrt]': polygraphy, tensorrt-cu13)", "onnx-int8"),
     Target("litert-android-int8", "adb", "android", "int8", ".int8.tflite", "an Android device reachable through "
            "adb (--adb 'adb -s SERIAL shell') with LiteRT's benchmark_model on it", "litert"),
     Target("coreml-mac-fp16", "coreml", "mac", "fp16", ".fp16.mlpackage", "macOS with coremltools (CoreML "

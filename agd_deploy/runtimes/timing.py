@@ -155,8 +155,53 @@ def pinned(threads: int) -> Iterator[None]:
 # the model would have on a core of its own: memory stalls count, preemption does not. `clock="wall"` keeps
 # wall time (several threads, GPUs). Profiling, validation, `agd profile measure`, verify and the demo all
 # time through `timed_rounds`, so "measured" means the same thing everywhere.
+#
+# CUDA clock (GPU targets, `Target.clock = "cuda"`): a GPU runs the queued work after the call returns, so
+# each timed call is bracketed by CUDA events on the current stream, with the device synchronised before the
+# start event (the GPU is idle: the interval is this call's launches and kernels, not the tail of the untimed
+# run before it) and the end event waited for. ms = start.elapsed_time(end), the GPU's own clock; the host
+# thread being preempted after the end event is recorded no longer counts. Same loop, other stopwatch.
 
-CLOCKS = ("cpu", "wall")
+CLOCKS = ("cpu", "wall", "cuda")
+
+
+class ThreadCpuWatch:
+    """The calling thread's CPU time."""
+
+    def start(self) -> None:
+        self.t0 = time.thread_time_ns()
+
+    def stop(self) -> float:
+        return (time.thread_time_ns() - self.t0) / 1e6
+
+
+class CudaEventWatch:
+    """CUDA events on the current stream (see the comment above); needs CUDA PyTorch and a GPU."""
+
+    def __init__(self) -> None:
+        from ..errors import MissingRuntimeError
+
+        try:
+            import torch
+        except ImportError:
+            raise MissingRuntimeError("the cuda clock needs PyTorch") from None
+        if not torch.cuda.is_available():
+            raise MissingRuntimeError("the cuda clock needs CUDA PyTorch and a CUDA GPU (none is visible to PyTorch)")
+        self.torch = torch
+        self.begin = torch.cuda.Event(enable_timing=True)
+        self.end = torch.cuda.Event(enable_timing=True)
+
+    def start(self) -> None:
+        self.torch.cuda.synchronize()
+        self.begin.record()
+
+    def stop(self) -> float:
+        self.end.record()
+        self.end.synchronize()
+        return float(self.begin.elapsed_time(self.end))
+
+
+WATCHES: dict[str, Callable[[], Any]] = {"cpu": ThreadCpuWatch, "cuda": CudaEventWatch}  # "wall": measure's own
 
 
 def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: str = "cpu",
@@ -166,20 +211,21 @@ def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: st
         raise ValueError(f"clock must be one of {CLOCKS}")
     last: dict[str, float] = {}
 
-    def wrap(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    def wrap(name: str, fn: Callable[[], Any], watch) -> Callable[[], Any]:
         def call() -> Any:
-            c0 = time.thread_time_ns()
+            watch.start()
             out = fn()
-            last[name] = (time.thread_time_ns() - c0) / 1e6  # the last call of a round is its timed one
+            last[name] = watch.stop()  # the last call of a round is its timed one
             return out
         return call
 
-    wrapped = {k: wrap(k, fn) for k, fn in runs.items()} if clock == "cpu" else dict(runs)
+    own = clock in WATCHES
+    wrapped = {k: wrap(k, fn, WATCHES[clock]()) for k, fn in runs.items()} if own else dict(runs)
     first = True
     for r in rounds:
         stats = measure(wrapped, rounds=1, warmup=2 if first else 0, seed=seed * 100_003 + r)
         first = False
-        if clock == "cpu":
+        if own:
             yield r, {k: last[k] for k in runs}
         else:
             yield r, {k: s.min_ms for k, s in stats.items()}
@@ -188,12 +234,14 @@ def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: st
 # --- the timing service: artifacts of a target, sessions opened and closed here ---------------------------
 
 def target_clock(target, threads: int) -> str:
-    """The clock a target is timed with: the calling thread's CPU time where the runtime computes in that
-    thread (the record's `in_caller`: ORT, LiteRT on the CPU at 1 thread), else wall time (own thread pools,
-    GPUs, phones)."""
+    """The clock a target is timed with: the record's own (`clock`: "cuda" for the torch CUDA targets), else
+    the calling thread's CPU time where the runtime computes in that thread (the record's `in_caller`: ORT,
+    LiteRT on the CPU at 1 thread), else wall time (own thread pools, TensorRT's synchronous runner, phones)."""
     from .targets import Target, get_target
 
     t = target if isinstance(target, Target) else get_target(target, require=False)
+    if t.clock:
+        return t.clock
     return "cpu" if threads == 1 and t.in_caller else "wall"
 
 
