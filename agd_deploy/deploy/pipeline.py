@@ -37,7 +37,7 @@ MEASURED = {"format", "precision", "file", "sha256", "bytes", "input_shape", "ru
             "psnr_db", "psnr_min_db", "ssim", "max_abs_err", "min_psnr_db", "min_ms", "p50_ms", "p90_ms",
             "speedup_vs_fp32", "speedup_p50_vs_fp32", "fp32_min_ms", "smaller_than_fp32", "timing_rounds", "clock",
             "checked_on", "not_verified_reason", "speedup_note", "predicted_ms", "predicted_by",
-            "prediction_note"}
+            "prediction_note", "per_layer"}
 TEACHER_PROFILE = "teacher"  # the shipped profile a teacher is exported with when no --profile is given
 
 
@@ -48,6 +48,8 @@ def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConf
 
     exp = get_exporter(fmt)
     try:
+        if source.onnx is not None:  # a user's ONNX generator: the formats that read ONNX start from its graph
+            return exp.export_from_onnx(_prepared_onnx(source, cfg), source.info, out_dir, cfg), None
         return exp.export(source.module, example, source.info, out_dir, cfg), None
     except MissingRuntimeError as e:  # the converter package is not installed: nothing to verify here
         return None, not_verified(str(e))
@@ -59,6 +61,33 @@ def export_one(fmt: str, source: Source, example, out_dir: Path, cfg: ExportConf
         raise
     except Exception as e:  # a converter's failure is a manifest status, not a crash
         return None, failed(conversion_error(fmt, e))
+
+
+def _prepared_onnx(source: Source, cfg: ExportConfig) -> Path:
+    """The normalised fp32 copy of an ONNX source (names, fixed shape, metadata), made once per scratch folder."""
+    if cfg.fp32_onnx is None:
+        from ..export.onnx_source import prepare_onnx
+
+        if cfg.work_dir is None:
+            raise AgdError("internal: exporting an ONNX source needs a scratch folder (ExportConfig.work_dir)")
+        cfg.fp32_onnx = prepare_onnx(source.onnx, source.info, Path(cfg.work_dir) / "source.fp32.onnx")
+    return cfg.fp32_onnx
+
+
+def _onnx_request(source: Source, fmts: list[str], out: Path, keep_fp32: str | None) -> None:
+    """What an ONNX source cannot do, refused in one line before any work: formats whose converters need torch,
+    --keep-fp32 auto (its per-layer search runs the torch module), an output that would replace the input."""
+    from ..errors import AgdUsageError
+    from ..export.onnx_source import check_formats
+
+    check_formats(fmts, source.spec)
+    if keep_fp32 and keep_fp32.startswith("auto"):
+        raise AgdUsageError("--keep-fp32 auto needs a torch model; for an ONNX file name the nodes to keep in "
+                            "float (--keep-fp32 NODE,NODE)")
+    for fmt in fmts:
+        if (out / get_exporter(fmt).filename(source.info.name)).resolve() == Path(source.spec).resolve():
+            raise AgdUsageError(f"--out {out}: the {fmt} artifact would replace the model itself "
+                                f"({source.spec}); choose another --out")
 
 
 def _partners(jobs: list[Job], source, example, work: Path, cfg: ExportConfig) -> dict[str, Artifact]:
@@ -81,27 +110,40 @@ def _partners(jobs: list[Job], source, example, work: Path, cfg: ExportConfig) -
 def run_export(model: str, formats: str | list[str] | None, out: str | Path, input_shape: list[int] | None = None,
                calib: str | Path | None = None, profile: str | Path | None = None, keep_fp32: str | None = None,
                threads: int | None = None, rounds: int | None = None, progress: bool = True,
-               log=print, calibration: str | None = None) -> tuple[dict[str, Any], int]:
+               log=None, calibration: str | None = None, strict: bool = False,
+               value_range=None) -> tuple[dict[str, Any], int]:
     """Export MODEL to `formats` in `out`, verify, write manifest.json + benchmark.md. Returns (manifest, exit).
 
     Without `profile`, a named teacher (e.g. realesrgan-x4plus) gets the shipped `teacher` profile (see
-    export/teacher.yaml), anything else the `default` one. `calibration` overrides the profile's method."""
+    export/teacher.yaml), anything else the `default` one. `calibration` overrides the profile's method.
+    `log` takes progress notes (default: the agd_deploy logger's info); `strict`: "not verified" exits 1.
+    MODEL may be a user's ONNX generator (export/onnx_source.py): `value_range` ("LO,HI") is read for it only."""
+    from ..log import get as _logger
+
+    log = log or _logger(__name__).info
     if formats:
         parse_formats(formats)  # a bad format name fails before a teacher is loaded
     out = Path(out)
     check_writable(out)
-    prof, source = _profile_and_source(model, profile, input_shape)
+    prof, source = _profile_and_source(model, profile, input_shape, value_range)
     if calibration:
         prof.onnx_int8["calibration"] = calibration
     fmts = parse_formats(formats if formats else prof.formats)
+    if source.onnx is not None:
+        _onnx_request(source, fmts, out, keep_fp32)
+        lo, hi = source.info.value_range
+        log(f"{Path(source.spec).name}: ONNX generator, x{source.info.scale} (output H / input H), input values "
+            f"{lo:g}..{hi:g} (--value-range LO,HI to change)")
     threads, rounds = threads or prof.threads, rounds or prof.rounds
     _torch_threads(threads)
-    from ..export.calib import calibration_inputs, heldout_inputs
+    from ..export.calib import calibration_inputs, heldout_inputs, input_degradation
 
     info = source.info
+    deg = input_degradation(source)  # a real-world model: calibrated and gated on degraded inputs too
     calib_arrays, calib_meta = calibration_inputs(calib, info.input_shape, info.scale, info.value_range,
-                                                  prof.calib_crops)
-    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image)
+                                                  prof.calib_crops, degradation=deg)
+    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image,
+                                   degradation=deg)
     log(f"exporting {source.spec} ({info.space}, x{info.scale}, "
         f"{'trained' if source.trained else 'untrained: seeded random weights'}) at "
         f"{'x'.join(map(str, info.input_shape))} to {', '.join(fmts)}")
@@ -122,12 +164,12 @@ def run_export(model: str, formats: str | list[str] | None, out: str | Path, inp
         mf.write(out, manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return manifest, mf.exit_code(manifest["artifacts"])
+    return manifest, mf.exit_code(manifest["artifacts"], strict)
 
 
-def _profile_and_source(model: str, profile, input_shape) -> tuple[Profile, Source]:
+def _profile_and_source(model: str, profile, input_shape, value_range=None) -> tuple[Profile, Source]:
     prof: Profile = load_profile(profile)
-    source = load_source(model, input_shape or prof.input_shape)
+    source = load_source(model, input_shape or prof.input_shape, value_range=value_range)
     if profile is None and source.kind == "teacher":
         prof = load_profile(TEACHER_PROFILE)
         if input_shape is None and prof.input_shape:
@@ -139,7 +181,7 @@ def _export_and_verify(fmts: list[str], source: Source, cfg: ExportConfig, input
                        rounds: int, out: Path, progress: bool) -> list[dict[str, Any]]:
     """Each format exported into `out`, its fp32 partner found or made in scratch, all verified together."""
     example = cfg.calib[0]
-    refs = reference_outputs(source.module, inputs)
+    refs = reference_outputs(_reference_model(source), inputs, threads)
     jobs = []
     for fmt in _progress(fmts, progress, "exporting"):
         art, err = export_one(fmt, source, example, out, cfg)
@@ -149,6 +191,12 @@ def _export_and_verify(fmts: list[str], source: Source, cfg: ExportConfig, input
                      rounds, out, progress)
     _add_predictions(entries, source, threads)
     return entries
+
+
+def _reference_model(source: Source):
+    """What every artifact is compared with: the fp32 torch module, or for an ONNX source the user's own file
+    run by onnxruntime (verify.check.reference_outputs takes either)."""
+    return source.module if source.onnx is None else source.onnx.path
 
 
 def _int8_lowering(prof: Profile, source: Source, log):
@@ -166,8 +214,10 @@ def _int8_lowering(prof: Profile, source: Source, log):
             lut = LUT.load(meta["lut"])
             table_int8, table = table_lowering(lut), meta["lut"]
         except LUTError as e:
-            log(f"note: the latency table the arch was searched with is not readable here ({e}); onnx-int8 "
-                "uses the lowering chosen for this device")
+            from ..log import warn
+
+            warn(f"the latency table the arch was searched with is not readable here ({e}); onnx-int8 "
+                 "uses the lowering chosen for this device")
     return resolve_int8(prof, table_int8, identify(), table)
 
 
@@ -215,6 +265,40 @@ def _remove_stale(out: Path, manifest: dict[str, Any]) -> None:
                 q.unlink(missing_ok=True)
 
 
+def _per_layer(entries, d: Path, source: Source, x, cfg: ExportConfig, threads: int, runs: int) -> None:
+    """`agd bench --per-layer`: per-node profiles mapped to the arch's blocks (at the exported shape), saved
+    into the manifest. The int8 file's compacted node names are matched against an fp32 ONNX: the folder's
+    `onnx` artifact, the user's ONNX source, else one exported in scratch."""
+    import dataclasses
+
+    from ..verify import layers
+
+    arch = dataclasses.replace(source.arch, input_shape=list(source.info.input_shape)) if source.arch else None
+
+    def reference():
+        fp32 = [e for e in entries if e.get("format") == "onnx" and e.get("file") and (d / e["file"]).is_file()]
+        if fp32:
+            return d / fp32[0]["file"]
+        if source.kind == "onnx":
+            return Path(source.spec)
+        from ..export.onnx import fp32_onnx_in
+
+        return fp32_onnx_in(cfg, source.module, x, source.info)
+
+    layers.add_per_layer(entries, d, x, threads, arch, reference, runs=runs)
+    layers.save_to_manifest(d, entries)
+
+
+def _deg_name(key: str) -> str:
+    """A manifest's degradation key (`realesrgan:v1:<hash>`, `jpeg:50`) -> the name that makes it again."""
+    from ..data.degrade import get_degradation
+
+    for name in ("realesrgan", "realesrgan+clean"):
+        if get_degradation(name).key == key:
+            return name
+    return "realesrgan" if key.startswith("realesrgan:") else key
+
+
 def _torch_threads(threads: int) -> None:
     """The fp32 reference and sensitivity runs use as many torch threads as the runtimes get: on a shared
     box an unbounded pool mostly spins."""
@@ -255,14 +339,18 @@ def _progress(items, enabled: bool, desc: str):
 
 
 def run_bench(directory: str | Path, threads: int | None = None, rounds: int | None = None,
-              progress: bool = True) -> tuple[dict[str, Any], int]:
-    """Re-verify and re-time the artifacts of a manifest on this machine (sha256 checked first)."""
+              progress: bool = True, strict: bool = False, per_layer: bool = False,
+              per_layer_runs: int = 10) -> tuple[dict[str, Any], int]:
+    """Re-verify and re-time the artifacts of a manifest on this machine (sha256 checked first); `strict`:
+    "not verified" exits 1. `per_layer`: each artifact's per-node profile (verify/layers.py) as `per_layer`,
+    also written into DIR/manifest.json."""
     d = Path(directory)
     old = mf.read(d)
     model = old.get("model") or {}
     if "spec" not in model:
         raise AgdError(f"{d}/manifest.json does not say which model it holds (no model.spec)")
-    source = load_source(model["spec"], old.get("input_shape"), seed=model.get("seed") or 0)
+    source = load_source(model["spec"], old.get("input_shape"), seed=model.get("seed") or 0,
+                         value_range=model.get("value_range") if model.get("kind") == "onnx" else None)
     prof = Profile()
     pd = old.get("profile") or {}
     prof.thresholds.update(pd.get("thresholds") or {})
@@ -273,8 +361,10 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
     from ..export.calib import heldout_inputs
 
     info = source.info
-    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image)
-    refs = reference_outputs(source.module, inputs)
+    deg = (old.get("calibration") or {}).get("degradation")  # the export's held-out set, degraded ones included
+    inputs, names = heldout_inputs(info.input_shape, info.scale, info.value_range, prof.heldout_per_image,
+                                   degradation=None if deg in (None, "bicubic") else _deg_name(deg))
+    refs = reference_outputs(_reference_model(source), inputs, threads)
     jobs = []
     for e in old["artifacts"]:
         fmt = e.get("format")
@@ -300,6 +390,8 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
         partners = _partners(jobs, source, inputs[0], work, cfg)
         entries = verify(jobs, partners, inputs, refs, info.value_range, prof.min_psnr, source.trained, threads,
                          rounds, d, progress)
+        if per_layer:
+            _per_layer(entries, d, source, inputs[0], cfg, threads, per_layer_runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = dict(old)
@@ -309,4 +401,4 @@ def run_bench(directory: str | Path, threads: int | None = None, rounds: int | N
         from ..runtimes import device_fingerprint
 
         result["device"] = device_fingerprint()
-    return result, mf.exit_code(entries)
+    return result, mf.exit_code(entries, strict)

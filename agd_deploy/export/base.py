@@ -44,6 +44,7 @@ class ExportConfig:
     int8: Any = None
     threads: int = 1
     work_dir: Path | None = None  # scratch space (intermediate fp32 files); never the output folder
+    fp32_onnx: Path | None = None  # an ONNX source: its normalised fp32 copy in work_dir (`onnx_source.prepare_onnx`)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class Exporter:
 
     name: str = ""
     target: str = ""
+    from_onnx: bool = False  # it can start from a user's ONNX file (`export_from_onnx`; export/onnx_source.py)
 
     @property
     def record(self):
@@ -113,6 +115,13 @@ class Exporter:
         made = lower(self.target, model, x, scratch, calib=cfg.calib or None, name=info.name,
                      metadata=info.metadata(), int8_config=int8_config)
         return move_artifact(Path(made), Path(out_dir) / self.filename(info.name))
+
+    def export_from_onnx(self, fp32_onnx: Path, info: ModelInfo, out_dir: Path, cfg: ExportConfig) -> Artifact:
+        """The artifact made from an fp32 ONNX graph (a user's generator, normalised by
+        `onnx_source.prepare_onnx`) instead of a torch module. Only formats whose converters read ONNX have it."""
+        from ..errors import AgdUsageError
+
+        raise AgdUsageError(f"{self.name} needs a torch model; it cannot be made from an ONNX file")
 
     def artifact(self, path: Path, **kw: Any) -> Artifact:
         return Artifact(self.name, self.precision, Path(path), self.target, **kw)

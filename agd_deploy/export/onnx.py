@@ -80,12 +80,23 @@ def resolve_layers(onnx_path: Path, layers: list[str]) -> list[str]:
 
 class OnnxFp32(Exporter):
     name, target = "onnx", "ort-cpu-fp32"
+    from_onnx = True
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         import onnx
 
         path = self.lower(model, example, info, out_dir, cfg)
         onnx.checker.check_model(str(path))
+        return self.artifact(path, extra={"opset": _opset(path)})
+
+    def export_from_onnx(self, fp32_onnx, info, out_dir, cfg) -> Artifact:
+        """The normalised copy of the user's graph (input/output names, fixed shape, agd metadata)."""
+        import shutil
+
+        path = Path(out_dir) / self.filename(info.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".onnx") as tmp:
+            shutil.copyfile(fp32_onnx, tmp)
         return self.artifact(path, extra={"opset": _opset(path)})
 
 
@@ -95,16 +106,34 @@ class OnnxInt8(Exporter):
 
     name, target = "onnx-int8", "ort-cpu-int8"
     symmetric = False
+    from_onnx = True
 
     def int8_config(self, cfg: ExportConfig, keep_nodes: list[str]):
         return ort_int8_config(cfg, keep_nodes, symmetric=self.symmetric)
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
-        import onnx
-
         keep = resolve_layers(fp32_onnx_in(cfg, model, example, info), cfg.keep_fp32) if cfg.keep_fp32 else []
         qcfg = self.int8_config(cfg, keep)
         path = self.lower(model, example, info, out_dir, cfg, int8_config=qcfg)
+        return self._finish(path, qcfg, cfg, keep)
+
+    def export_from_onnx(self, fp32_onnx, info, out_dir, cfg) -> Artifact:
+        """The same ORT static QDQ lowering, straight from the fp32 graph: no torch export step."""
+        from ..quant.onnx import quantize_qdq
+        from .base import move_artifact
+
+        keep = resolve_layers(Path(fp32_onnx), cfg.keep_fp32) if cfg.keep_fp32 else []
+        qcfg = self.int8_config(cfg, keep)
+        if not cfg.calib:
+            raise AgdError(f"{self.name}: int8 quantization needs calibration inputs")
+        scratch = Path(cfg.work_dir or out_dir) / self.name
+        made = quantize_qdq(fp32_onnx, scratch / self.filename(info.name), cfg.calib, qcfg)
+        path = move_artifact(made, Path(out_dir) / self.filename(info.name))
+        return self._finish(path, qcfg, cfg, keep)
+
+    def _finish(self, path: Path, qcfg, cfg: ExportConfig, keep: list[str]) -> Artifact:
+        import onnx
+
         saved = compact_names(path)
         onnx.checker.check_model(str(path))
         quant = {k: v for k, v in qcfg.to_dict().items() if k != "keep_fp32"}

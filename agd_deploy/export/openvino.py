@@ -33,9 +33,25 @@ def add_rt_info(xml: Path, meta: dict[str, str]) -> None:
 
 class OpenvinoFp32(Exporter):
     name, target = "openvino-fp32", "openvino-cpu-fp32"
+    from_onnx = True
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
         path = self.lower(model, example, info, out_dir, cfg)
+        add_rt_info(path, info.metadata())
+        return self.artifact(path)
+
+    def export_from_onnx(self, fp32_onnx, info, out_dir, cfg) -> Artifact:
+        """`ov.convert_model` of the fp32 graph (NNCF-quantized for int8): the lowering's own steps, minus the
+        torch export."""
+        from ..quant.openvino import quantize_openvino, to_openvino_fp32
+        from .base import move_artifact
+
+        scratch = Path(cfg.work_dir or out_dir) / self.name / self.filename(info.name)
+        if self.record.is_int8:
+            made = quantize_openvino(fp32_onnx, scratch, cfg.calib)
+        else:
+            made = to_openvino_fp32(fp32_onnx, scratch)
+        path = move_artifact(made, Path(out_dir) / self.filename(info.name))
         add_rt_info(path, info.metadata())
         return self.artifact(path)
 

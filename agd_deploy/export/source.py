@@ -1,6 +1,7 @@
 """What `agd export` exports: a trained CKPT folder, an arch JSON (seeded random weights: `untrained`), a named
-teacher (`realesrgan-x4plus`, `esrgan-pth:PATH`, `cyclegan-pth:PATH`) or a reference net (esrgan, vdsr,
-cyclegan, random weights). Everything is resolved to one fp32 torch module plus its ModelInfo."""
+teacher (`realesrgan-x4plus`, `esrgan-pth:PATH`, `cyclegan-pth:PATH`), a reference net (esrgan, vdsr,
+cyclegan, random weights) or a user's ONNX generator (`MODEL.onnx`). Everything but ONNX is resolved to one fp32
+torch module plus its ModelInfo; an ONNX file stays a file (`Source.onnx`, module None: export/onnx_source.py)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class Source:
     trained: bool
     seed: int | None = None
     arch: object = None  # the Arch of a derived generator (LUT predictions), else None
+    onnx: object = None  # kind "onnx": the `onnx_source.OnnxGraph` of the user's file (module is None)
 
     def to_dict(self) -> dict:
         return {"spec": self.spec, "kind": self.kind, "trained": self.trained, "seed": self.seed,
@@ -38,12 +40,18 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "model"
 
 
-def load_source(spec: str, input_shape: list[int] | None = None, seed: int = 0) -> Source:
-    """Resolve MODEL. `input_shape` overrides the arch's own; errors are one-line AgdErrors."""
+def load_source(spec: str, input_shape: list[int] | None = None, seed: int = 0, value_range=None) -> Source:
+    """Resolve MODEL. `input_shape` overrides the arch's own; `value_range` is read only for an ONNX file (whose
+    graph does not say it); errors are one-line AgdErrors."""
     from .. import nets
 
     spec = str(spec)
     p = Path(spec)
+    if p.suffix.lower() == ".onnx":
+        from .onnx_source import inspect_onnx
+
+        graph, info = inspect_onnx(p, input_shape, value_range)
+        return Source(str(graph.path), "onnx", None, info, trained=True, onnx=graph)
     if p.is_dir():
         from ..train.ckpt import load_ckpt
 
@@ -75,7 +83,8 @@ def load_source(spec: str, input_shape: list[int] | None = None, seed: int = 0) 
         return _finish(spec, "teacher", t.module.eval(), _slug(name), t.space, input_shape or DEFAULT_INPUT,
                        trained=True, seed=None)
     raise AgdError(f"unknown model {spec!r}: give a checkpoint folder, an arch .json, a teacher "
-                   f"(realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH) or one of {', '.join(sorted(nets.REGISTRY))}")
+                   f"(realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH), an ONNX file or one of "
+                   f"{', '.join(sorted(nets.REGISTRY))}")
 
 
 def _from_arch(spec, kind, module, arch, input_shape, trained, seed) -> Source:

@@ -16,7 +16,13 @@ class TensorRTInt8(OnnxInt8):
     symmetric = True
 
     def export(self, model, example, info, out_dir, cfg) -> Artifact:
-        art = super().export(model, example, info, out_dir, cfg)
+        return self._mark(super().export(model, example, info, out_dir, cfg))
+
+    def export_from_onnx(self, fp32_onnx, info, out_dir, cfg) -> Artifact:
+        return self._mark(super().export_from_onnx(fp32_onnx, info, out_dir, cfg))
+
+    @staticmethod
+    def _mark(art: Artifact) -> Artifact:
         art.extra["activations"] = "int8 symmetric (zero point 0)"
         # Where TensorRT cannot run, onnxruntime still proves the Q/DQ graph computes the right thing.
         art.extra["check_target"] = "ort-cpu-int8"

@@ -37,8 +37,18 @@ def digest(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def reference_outputs(module: torch.nn.Module, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The fp32 PyTorch model's outputs: what every artifact is compared with."""
+def reference_outputs(module: torch.nn.Module | str | Path, inputs: list[np.ndarray],
+                      threads: int = 1) -> list[np.ndarray]:
+    """The fp32 model's outputs: what every artifact is compared with. `module` is the torch module, or the
+    path of a user's fp32 ONNX generator (an ONNX source), run by onnxruntime."""
+    if isinstance(module, (str, Path)):  # plain ORT session: the user's file may have dynamic dims
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.log_severity_level = max(1, threads), 3
+        sess = ort.InferenceSession(str(module), so, providers=["CPUExecutionProvider"])
+        name = sess.get_inputs()[0].name
+        return [np.asarray(sess.run(None, {name: x})[0], dtype=np.float32) for x in inputs]
     with torch.no_grad():
         return [module(torch.from_numpy(x)).float().numpy() for x in inputs]
 

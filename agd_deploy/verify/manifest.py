@@ -14,9 +14,21 @@ MANIFEST = "manifest.json"
 TABLE = "benchmark.md"
 
 
-def exit_code(artifacts: list[dict[str, Any]]) -> int:
-    """1 if any artifact failed (conversion, runtime, threshold, changed file); `not verified` is not a failure."""
-    return 1 if any(Status.parse(a.get("status")).failed for a in artifacts) else 0
+def exit_code(artifacts: list[dict[str, Any]], strict: bool = False) -> int:
+    """1 if any artifact failed (conversion, runtime, threshold, changed file); `not verified` is not a failure
+    unless `strict` (`--strict`: a CI job must not pass with an artifact that nothing checked)."""
+    return 1 if failure_line(artifacts, strict) else 0
+
+
+def failure_line(artifacts: list[dict[str, Any]], strict: bool = False) -> str:
+    """The one line that says why the exit is 1 ("" when it is 0): the failed formats and, with `strict`, the
+    ones not verified (with why)."""
+    st = [(a.get("format", "?"), Status.parse(a.get("status"))) for a in artifacts]
+    failed = [f for f, s in st if s.failed]
+    unchecked = [f"{f} ({s.reason})" if s.reason else f for f, s in st if strict and s.kind is Kind.NOT_VERIFIED]
+    parts = ([f"{len(failed)} artifact(s) failed verification: {', '.join(failed)}"] if failed else []) + (
+        [f"--strict: {len(unchecked)} artifact(s) not verified: {', '.join(unchecked)}"] if unchecked else [])
+    return "; ".join(parts)
 
 
 def _fmt(v: Any, spec: str) -> str:
@@ -27,7 +39,8 @@ def markdown_table(manifest: dict[str, Any]) -> str:
     m = manifest.get("model", {})
     lines = [f"Benchmarks: {m.get('name', '?')} ({m.get('space', '?')}, x{m.get('scale', '?')}) at "
              f"{'x'.join(map(str, manifest.get('input_shape', [])))}, {manifest.get('threads', 1)} thread(s), "
-             f"PSNR/SSIM vs the fp32 PyTorch model on {len(manifest.get('heldout', []))} held-out crops",
+             f"PSNR/SSIM vs the fp32 {'ONNX file (onnxruntime)' if m.get('kind') == 'onnx' else 'PyTorch model'} "
+             f"on {len(manifest.get('heldout', []))} held-out crops",
              "",
              "| Format | Precision | Status | Size (MB) | PSNR vs fp32 (dB) | SSIM | max abs err | min ms | p50 ms "
              "| p90 ms | Speedup vs fp32 | Smaller |",

@@ -129,8 +129,12 @@ def rank_layers(model: nn.Module, inputs: list[np.ndarray], value_range, screen:
     return rows + sorted(rest, key=lambda r: r["sqnr_db"])
 
 
-def choose_fp32_layers(spec: str, source, example, cfg, prof, log=print, progress: bool = True):
-    """`auto` / `auto:N` -> (layer names to keep in fp32, sensitivity record for the manifest)."""
+def choose_fp32_layers(spec: str, source, example, cfg, prof, log=None, progress: bool = True):
+    """`auto` / `auto:N` -> (layer names to keep in fp32, sensitivity record for the manifest). `log` takes
+    progress notes (default: the agd_deploy logger's info; stdout stays the CLI's)."""
+    from ..log import get
+
+    log = log or get(__name__).info
     from ..export.onnx import fp32_onnx_in
     from ..export.onnx import ort_int8_config
     from ..quant.onnx import quantize_qdq
