@@ -60,6 +60,10 @@ def cli(verbose: int, quiet: bool) -> None:
     from .log import setup
 
     setup(-1 if quiet else verbose)
+    if quiet:  # third parties' Python warnings too: this is the CLI's own process, not a library caller's
+        import warnings
+
+        warnings.simplefilter("ignore")
 
 
 def main(argv: list[str] | None = None) -> None:

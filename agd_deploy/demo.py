@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -51,10 +49,19 @@ class DemoConfig:
     min_within_10pct: float = 0.9  # the brief validation's bar: below it, re-profile once, then stop
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
+    native_side: int = 64       # the native protocol's input: a centre crop of each held-out photo, not downscaled
+    train_degradation: str | None = None  # None: the teacher's default (realesrgan for Real-ESRGAN x4plus)
+    train_variants: int = 2     # degraded variants per training image: the search recipe's (one teacher cache);
+                                # each costs the teacher once per image (~2.5 s at 48x48 LR on 2 Zen 1 cores)
+    device: str = "auto"        # search/train/teacher device (train.device); latency is measured on the target
+    amp: str = "auto"           # CUDA mixed precision of search and train (off on the CPU)
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A stage's progress note: the agd_deploy logger's info (`agd -v demo` shows them)."""
+    from .log import get
+
+    get(__name__).info(msg)
 
 
 def _key(obj: Any) -> str:
@@ -171,27 +178,31 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
 
     shape, verdict = list(cfg.input_shape), None
     cache_path = tables.user_path(cfg.target, "sr", shape, cfg.threads)
-    found = None if force_profile else pick_table(cfg)
-    if found is not None and found.this_device:
-        _log(f"  using the latency table of this device: {found.path}")
-        source, src_path, verdict = f"this device ({found.root})", found.path, "this-device"
-    elif found is not None:
-        _log(f"  latency table {found.describe()}: not this device; checking it (<= 30 s) ...")
-        res = check_table(found.lut, budget_s=30.0)
-        verdict = res.verdict
-        _log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%): "
-             f"{res.reason}")
-        if res.usable:
-            src_path, source = adopt(found.lut, res).path, f"{res.verdict} from {found.path}"
+    from .utils import file_lock
+
+    # two demos on one cache make this device's table once: the second waits, then finds the first one's table
+    with file_lock(cache_path, "the latency table of this device"):
+        found = None if force_profile else pick_table(cfg)
+        if found is not None and found.this_device:
+            _log(f"  using the latency table of this device: {found.path}")
+            source, src_path, verdict = f"this device ({found.root})", found.path, "this-device"
+        elif found is not None:
+            _log(f"  latency table {found.describe()}: not this device; checking it (<= 30 s) ...")
+            res = check_table(found.lut, budget_s=30.0)
+            verdict = res.verdict
+            _log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%): "
+                 f"{res.reason}")
+            if res.usable:
+                src_path, source = adopt(found.lut, res).path, f"{res.verdict} from {found.path}"
+            else:
+                _log(f"  transferring it to this device with {cfg.transfer_probes} probe nets ...")
+                transfer(found.lut, probes=cfg.transfer_probes, progress=True).table.save(cache_path)
+                src_path, source = cache_path, f"transferred from {found.path}"
         else:
-            _log(f"  transferring it to this device with {cfg.transfer_probes} probe nets ...")
-            transfer(found.lut, probes=cfg.transfer_probes, progress=True).table.save(cache_path)
-            src_path, source = cache_path, f"transferred from {found.path}"
-    else:
-        _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
-        profile(ProfileConfig(target=cfg.target, space="sr", input_shape=shape, threads=cfg.threads,
-                              rounds=cfg.profile_rounds), cache_path, progress=True)
-        source, src_path, verdict = "profiled", cache_path, "profiled"
+            _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
+            profile(ProfileConfig(target=cfg.target, space="sr", input_shape=shape, threads=cfg.threads,
+                                  rounds=cfg.profile_rounds), cache_path, progress=True)
+            source, src_path, verdict = "profiled", cache_path, "profiled"
     dest.parent.mkdir(parents=True, exist_ok=True)
     d = json.loads(Path(src_path).read_text())
     d["source"] = f"{source}: {src_path}"
@@ -220,7 +231,7 @@ def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) 
     scfg = _recipe(cfg)
     res = run_search(scfg, target=cfg.target, table=str(table), budget_ms=cfg.budget_ms,
                      budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=str(out),
-                     resume=resume, progress=True)
+                     resume=resume, progress=True, device=cfg.device, amp=cfg.amp)
     return {"arch": str(out / "arch.json"), "budget_ms": res.get("budget_ms"), "predicted_ms": res.get("predicted_ms"),
             "gmacs": res.get("gmacs"), "params": res.get("params")}
 
@@ -239,9 +250,11 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
     max_side = _recipe(cfg).max_side
     tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=min(cfg.train_patch, max_side // 4),
                      lr=cfg.train_lr,
-                     threads=cfg.train_threads, max_side=max_side)
+                     threads=cfg.train_threads, max_side=max_side, device=cfg.device, amp=cfg.amp,
+                     degradation=cfg.train_degradation, variants=cfg.train_variants)
     res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
+            "degradation": res.get("degradation"), "variants": res.get("variants"),
             "weights_sha256": sha256_file(out / "generator.safetensors")}
 
 
@@ -270,7 +283,10 @@ def stage_measure(cfg: DemoConfig, artifact: Path, table: Path) -> dict[str, Any
 
 
 def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_json: Path) -> dict[str, Any]:
-    """PSNR/SSIM on the held-out built-in images, vs ground truth and vs the teacher, for the four models."""
+    """PSNR/SSIM on the held-out built-in images, vs ground truth and vs the teacher, for the four models (the
+    bicubic protocol, the published tables'); then the student (fp32, int8) on the two real-input protocols
+    (train/evaluate.py: degraded held-out LR, and native-resolution crops of the photos), each with bicubic's
+    fidelity to the teacher on the same inputs."""
     import torch
 
     from .train import evaluate
@@ -285,9 +301,40 @@ def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_
         _log(f"  evaluating {name}")
         teacher = None if name == "teacher" else cfg.teacher
         full[name] = evaluate(spec, images, scale=4, teacher=teacher, progress=True)
-    atomic_write_json(out_json, full)
     keys = ("psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher")
-    return {n: {k: round(r[k], 4) for k in keys if k in r} for n, r in full.items()}
+
+    def brief(r):
+        return {k: round(r[k], 4) for k in keys if r.get(k) is not None}
+
+    protocols: dict[str, Any] = {"bicubic": {n: brief(full[n]) for n in ("student", "student_int8", "bicubic")
+                                             if n in full}}
+    full["protocols"] = {}
+    for proto, imgs in (("degraded", images), ("native", native_images(cfg))):
+        res = {}
+        for name, spec in models.items():
+            if not name.startswith("student"):
+                continue
+            _log(f"  evaluating {name} ({proto} inputs)")
+            res[name] = evaluate(spec, imgs, scale=4, teacher=cfg.teacher, progress=True, protocol=proto)
+        full["protocols"][proto] = res
+        protocols[proto] = {n: brief(r) for n, r in res.items()}
+        protocols[proto]["bicubic"] = {k: round(v, 4) for k, v in res["student"]["bicubic"].items()}
+        if proto == "degraded":
+            protocols[proto]["degradation"] = res["student"]["degradation"]
+    atomic_write_json(out_json, full)
+    out = {n: brief(full[n]) for n in models}
+    out["protocols"] = protocols
+    return out
+
+
+def native_images(cfg: DemoConfig):
+    """The native protocol's inputs: centre native_side x native_side crops of the held-out photos at their own
+    resolution (no downscale), the size of the artifacts' input."""
+    from .data import Images, builtin_images, center_crop
+
+    imgs = builtin_images("heldout")
+    return Images(imgs.names, [center_crop(a, cfg.native_side) for a in imgs.arrays], f"{imgs.source}, centre "
+                  f"{cfg.native_side}x{cfg.native_side} at native resolution")
 
 
 def heldout_images(cfg: DemoConfig):
@@ -315,13 +362,18 @@ def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Pa
     ups = {"bicubic": load_upscaler("bicubic"), "student": load_upscaler(str(ckpt))}
     if int8_artifact is not None:
         ups["student_int8"] = load_upscaler(str(int8_artifact))
-    for smp in cache:
-        pics = {"lr": np.repeat(np.repeat(smp.lr, 4, 0), 4, 1), "hr": smp.hr, "teacher": smp.teacher}
+    native = TeacherCache(load_teacher(cfg.teacher), native_images(cfg), progress=False, degradation="native")
+    names = []
+    for smp, folder in [(s, s.name) for s in cache] + [(s, f"{s.name}@native") for s in native]:
+        pics = {"lr": np.repeat(np.repeat(smp.lr, 4, 0), 4, 1), "teacher": smp.teacher}
+        if smp.hr.size:  # native inputs have no ground truth
+            pics["hr"] = smp.hr
         pics.update({k: up.upscale(smp.lr) for k, up in ups.items()})
         for k, a in pics.items():
-            with atomic_path(out / smp.name / f"{k}.png", ".png") as tmp:
+            with atomic_path(out / folder / f"{k}.png", ".png") as tmp:
                 Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
-    return {"images": [smp.name for smp in cache]}
+        names.append(folder)
+    return {"images": names}
 
 
 # ---------------------------------------------------------------------------------------------- the demo
@@ -343,6 +395,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
                   lambda resume: stage_search(cfg, table, sdir, resume), [sdir / "arch.json", sdir / "log.jsonl"])
     trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,       # 3. distill
                            "batch": cfg.train_batch, "patch": cfg.train_patch, "lr": cfg.train_lr,
+                           "degradation": cfg.train_degradation, "variants": cfg.train_variants,
                            "teacher": cfg.teacher},
                  lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
     stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,  # 4.
@@ -355,7 +408,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
                   lambda resume: stage_measure(cfg, art_path, table), [art_path])
     eval_json = run / "eval.json"                                                  # 6. fidelity and crops
     akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher,
-            "eval_side": cfg.eval_side}
+            "eval_side": cfg.eval_side, "native_side": cfg.native_side, "protocols": 3}
     quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
     stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"), [run / "crops"])
     # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
@@ -445,6 +498,9 @@ def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict,
                "teacher": {k: v for k, v in (quality.get("teacher") or {}).items() if k in ("psnr", "ssim")},
                "exports": manifest["artifacts"], "seconds": dict(stages.seconds),
                "eval_images": f"built-in held-out images, centre {cfg.eval_side}x{cfg.eval_side} HR crops",
+               "protocols": quality.get("protocols"),
+               "degradation": {"train": train_degradation(cfg), "variants": cfg.train_variants,
+                               "native_side": cfg.native_side},
                "lut_source": prof["source"], "lut_check": prof.get("check"), "device": _device(),
                "lut_validation": {"within_10pct": val["lut"]["within_10pct"], "mape": val["lut"]["mape"],
                                   "n": val["n"]},
@@ -452,12 +508,23 @@ def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict,
     st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
         summary["student_gain_vs_bicubic_db"] = round(st - bi, 4)
+    for q in (summary["protocols"] or {}).values():  # the gain on each protocol's inputs
+        st, bi = (q.get("student") or {}).get("psnr_vs_teacher"), (q.get("bicubic") or {}).get("psnr_vs_teacher")
+        if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
+            q["student_gain_vs_bicubic_db"] = round(st - bi, 4)
     if isinstance(summary["budget_ms"], (int, float)):  # the table passed validation here (_table_stages)
         summary["within_budget"] = bool(meas["measured_ms"] <= summary["budget_ms"])
     if isinstance(summary["predicted_ms"], (int, float)) and meas["measured_ms"]:
         summary["prediction_rel_error"] = round(abs(summary["predicted_ms"] - meas["measured_ms"])
                                                 / meas["measured_ms"], 4)
     return summary
+
+
+def train_degradation(cfg: DemoConfig) -> str:
+    """The degradation the demo's student is distilled on (the teacher's default unless set)."""
+    from .teachers import default_degradation
+
+    return cfg.train_degradation or default_degradation(cfg.teacher)
 
 
 def _device() -> dict[str, Any]:
@@ -498,5 +565,6 @@ def _check_budget(cfg: DemoConfig, table: Path) -> None:
         raise AgdError(f"--budget-ms {cfg.budget_ms:g} is below the fastest net of the space on {cfg.target} "
                        f"({lo:.2f} ms predicted); give at least {lo:.2f}")
     if cfg.budget_ms > hi:
-        warnings.warn(f"--budget-ms {cfg.budget_ms:g} is above the slowest net ({hi:.2f} ms): no constraint",
-                      stacklevel=2)
+        from .log import warn
+
+        warn(f"--budget-ms {cfg.budget_ms:g} is above the slowest net ({hi:.2f} ms): no constraint")

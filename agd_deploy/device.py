@@ -16,7 +16,6 @@ import platform
 import re
 import shlex
 import subprocess
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -230,19 +229,48 @@ def _gpu() -> tuple[dict | None, tuple[str, ...]]:
         return None, ()
     try:
         major, minor = torch.cuda.get_device_capability(0)
+        props = torch.cuda.get_device_properties(0)
         gpu = {"name": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}",
-               "driver": None, "count": torch.cuda.device_count()}
+               "driver": None, "count": torch.cuda.device_count(), "cuda": torch.version.cuda,
+               "torch": torch.__version__, "memory_mb": int(props.total_memory // (1 << 20)),
+               "multiprocessors": int(props.multi_processor_count)}
     except Exception as e:
         why = _one_line(f"CUDA is available but querying GPU 0 failed ({type(e).__name__}: {e}); no GPU recorded")
-        warnings.warn(why, stacklevel=4)
+        _warn(why)
         return None, (why,)
-    try:  # the driver is not in the key (it rarely changes speed) but is worth recording
-        r = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
-                            "--format=csv,noheader"], capture_output=True, text=True, timeout=5)
-        gpu["driver"] = r.stdout.split()[0] if r.returncode == 0 and r.stdout.split() else None
+    # The driver, CUDA and torch versions are not in the key (they rarely change speed; a table records its
+    # runtime versions separately) but are worth recording.
+    gpu["driver"] = nvidia_driver()
+    return gpu, (() if gpu["driver"] else ("no GPU driver version (nvidia-smi and /proc/driver/nvidia/version "
+                                           "missing or unreadable)",))
+
+
+def parse_nvidia_version(text: str) -> str | None:
+    """The driver version in /proc/driver/nvidia/version ('... Kernel Module  550.54.15  ...' or, for the open
+    kernel modules, '... Open Kernel Module for x86_64  570.86.15  ...')."""
+    m = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text or "")
+    return m.group(1) if m else None
+
+
+def nvidia_driver(proc: Path = Path("/proc/driver/nvidia/version")) -> str | None:
+    """The NVIDIA driver version: nvidia-smi's, else the kernel module's; None where neither answers."""
+    try:
+        r = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=5)
+        if r.returncode == 0 and r.stdout.split():
+            return r.stdout.split()[0]
     except (OSError, subprocess.SubprocessError):
         pass
-    return gpu, (() if gpu["driver"] else ("no GPU driver version (nvidia-smi missing or failed)",))
+    try:
+        return parse_nvidia_version(proc.read_text(errors="replace"))
+    except OSError:
+        return None
+
+
+def _warn(why: str) -> None:
+    from .log import warn
+
+    warn(why)
 
 
 def identify(cpuinfo: str | Path = "/proc/cpuinfo", with_gpu: bool = True) -> DeviceIdentity:
@@ -271,7 +299,7 @@ def _identify(path: Path, with_gpu: bool, live: bool) -> DeviceIdentity:
                                                  os_name, logical, usable, gpu, cache), warnings=notes)
     except Exception as e:  # noqa: BLE001 -- unreadable, empty, garbled: all degrade the same way
         why = _one_line(f"cpuinfo {path} unusable ({type(e).__name__}: {e}); device identity is coarse (platform only)")
-        warnings.warn(why, stacklevel=3)
+        _warn(why)
     return DeviceIdentity(arch=machine or "unknown", os=os_name, vendor="unknown",
                           model_name=platform.processor() or machine or "unknown", family=None, model=None,
                           stepping=None, parts=(), isa=(), cache_kb=cache or {}, logical_cores=logical,

@@ -171,22 +171,10 @@ def file_lock(path: str | Path, what: str, timeout: float | None = None) -> Iter
         except Timeout:
             raise AgdError(f"{what}: still locked by another process after {timeout:.0f} s "
                            f"({path}.lock)") from None
+        from .log import get
+
+        get(__name__).info(f"waited {time.monotonic() - t0:.1f} s for {what}")
     try:
         yield time.monotonic() - t0
     finally:
         lock.release()
-
-
-def refuse_unknown(d: Any, schema: dict[str, Any], where: str) -> None:
-    """Refuse (one line) keys a YAML mapping does not know, recursively: `schema` maps each known key to None
-    (any value) or to the schema of a nested mapping. A misspelled key must not silently run with defaults."""
-    from .errors import AgdError
-
-    if not isinstance(d, dict):
-        raise AgdError(f"{where}: expected a mapping of settings")
-    unknown = sorted(str(k) for k in d if k not in schema)
-    if unknown:
-        raise AgdError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(schema)}")
-    for k, sub in schema.items():
-        if isinstance(sub, dict) and d.get(k) is not None:
-            refuse_unknown(d[k], sub, f"{where}: {k}")

@@ -7,6 +7,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
 @pytest.fixture(autouse=True)
+def _agd_log():
+    """The CLI's `agd_deploy.log.setup()` is process state: undo it after each in-process CLI run, so the next
+    test's library warnings reach pytest's caplog again."""
+    yield
+    from agd_deploy import log
+
+    log.reset()
+
+
+@pytest.fixture(autouse=True)
 def _agd_cache(tmp_path_factory, monkeypatch):
     """A per-session cache dir unless the user points AGD_CACHE_DIR somewhere (teacher conversions are cached)."""
     if "AGD_CACHE_DIR" not in os.environ:

@@ -122,7 +122,7 @@ def test_check_of_a_table_whose_nets_moved_apart_is_stale_and_gated(tmp_path, mo
                            ref_factors=[0.3 if i % 2 else 3.0 for i in range(n)]))
     res = check_table(moved, budget_s=5, progress=False)  # at least 6 rounds whatever the budget
     assert res.verdict == "stale" and len(res.nets) == n and res.rounds >= 2
-    assert res.seconds < 40 and not res.same_device
+    assert res.rounds <= 12 and res.seconds > 0 and not res.same_device  # rounds, not wall time: loaded CIs vary
     assert res.table_device["device_key"] == ZEN4.device_key
     assert res.this_device["device_key"] == identify().device_key
     with pytest.raises(AgdError) as e:

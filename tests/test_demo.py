@@ -160,9 +160,16 @@ def test_demo_end_to_end_and_rerun(tmp_path):
     for k in ("student", "student_int8", "bicubic"):
         assert set(disk[k]) >= {"psnr", "ssim", "psnr_vs_teacher"}
     assert set(disk["teacher"]) == {"psnr", "ssim"}
-    from contracts import missing, stored, structure
+    from contracts import check, missing, stored, structure
 
     assert not missing(stored("summary"), structure(disk)), missing(stored("summary"), structure(disk))
+    check("summary", disk)  # every JSON the demo writes matches its shipped schema
+    check("manifest", run / "export" / "manifest.json")
+    check("eval", run / "eval.json")
+    check("arch", run / "search" / "arch.json")
+    check("arch", run / "train" / "arch.json")
+    for t in (run / "profile").glob("*-t*.json"):
+        check("lut", t)
     assert disk["lut_check"] in ("this-device", "fits", "rescaled-fits", "profiled") or \
         disk["lut_source"].startswith("transferred")
     assert disk["prediction_rel_error"] <= 0.10  # the table predicts the artifact the demo measured

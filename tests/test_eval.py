@@ -59,6 +59,9 @@ def test_eval_bicubic_matches_independent(env, capsys):
     r = _cli(capsys, "eval", "bicubic", "--data", env["hr"], "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
+    from contracts import check
+
+    check("eval", res)
     want = {n: _independent_bicubic(env["hr"] / n) for n in ("camera.png", "coffee.png")}
     assert [i["name"] for i in res["images"]] == ["camera.png", "coffee.png"]
     for row in res["images"]:
@@ -75,6 +78,9 @@ def test_eval_teacher_and_ckpt(env, tmp_path, capsys):
     r = _cli(capsys, "eval", env["ckpt"], "--data", env["hr"], "--teacher", env["teacher"], "--json")
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
+    from contracts import check
+
+    check("eval", res)
     assert set(res) >= {"psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher", "images"}
     assert set(res["images"][0]) >= {"name", "psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher"}
     assert res["psnr_vs_teacher"] < 60  # an untrained student is not its teacher

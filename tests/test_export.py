@@ -113,16 +113,19 @@ def test_export_ckpt_manifest_and_artifacts(exported):
 
 def test_export_and_bench_keep_the_manifest_keys(exported, tmp_path, capsys):
     """`agd export` and `agd bench` write every manifest key a stored run before the refactor had."""
-    from contracts import missing, stored, structure
+    from contracts import check, missing, stored, structure
 
     src, _ = exported
     m = json.loads((src / "manifest.json").read_text())
     assert not missing(stored("manifest"), structure(m)), missing(stored("manifest"), structure(m))
+    check("manifest", m)  # and it matches agd_deploy/schemas/manifest.schema.json
     d = tmp_path / "copy"
     shutil.copytree(src, d)
     code, out, err = agd(["bench", d, "--rounds", "2", "--json"], capsys)
     assert code == 0, err
     assert not missing(stored("manifest"), structure(json.loads(out)))
+    check("manifest", json.loads(out))
+    check("manifest", d / "manifest.json")
     # and the comparison can fail: a dropped key is reported
     m["artifacts"][0].pop("sha256")
     assert missing(stored("manifest"), structure(m)) == ["artifacts.onnx.sha256"]

@@ -63,6 +63,9 @@ def test_profile_subset_writes_schema_1(tmp_path, target, monkeypatch):
     # 3 rounds = 3 timing passes (at most one per round), each with fresh sessions of every model (blocks + identity)
     assert len(loads) == 3 * (len(SUBSET) + 1) and len(set(loads)) == len(SUBSET) + 1
     lut = LUT.load(out)
+    from contracts import check
+
+    check("lut", out)  # the written table matches the shipped schema
     assert res.entries == len(SUBSET) and set(lut.entries) == set(SUBSET)
     assert lut.target == target and lut.space == "sr" and lut.space_hash == get_space("sr").space_hash
     assert lut.input_shape == SHAPE and lut.threads == 1 and lut.statistic == "min_ms"

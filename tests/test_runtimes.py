@@ -68,7 +68,7 @@ def test_pinned_restores_affinity():
 
 def test_target_registry_and_errors():
     assert set(TARGETS) == {"torch-cpu-fp32", "ort-cpu-fp32", "ort-cpu-int8", "litert-cpu-int8", "litert-cpu-fp32",
-                            "openvino-cpu-fp32", "openvino-cpu-int8", "torch-cuda-fp16", "tensorrt-cuda-int8",
+                            "openvino-cpu-fp32", "openvino-cpu-int8", "torch-cuda-fp16", "torch-cuda-fp32", "tensorrt-cuda-int8",
                             "litert-android-int8", "coreml-mac-fp16", "coreml-mac-int8"}
     # every record names a registered lowering and adapter, and an fp32 partner of the same runtime
     from agd_deploy.runtimes.targets import ADAPTERS, LOWERINGS

@@ -80,6 +80,9 @@ def test_search_writes_the_contract(setup, agd, tmp_path):
     res = json.loads(stdout)
     d = json.loads((out / "arch.json").read_text())
     assert d == res
+    from contracts import check
+
+    check("arch", d)  # matches agd_deploy/schemas/arch.schema.json
     lc = LatencyCost(LUT.load(setup / "lut.json"))
     (lo, _), (hi, _) = lc.extremes()
     assert math.isclose(d["budget_ms"], lo + 0.5 * (hi - lo), rel_tol=1e-9)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .options import device_options
+
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False, path_type=str))
@@ -33,7 +35,10 @@ def report(run: str, out: str | None) -> None:
 @click.option("--shipped-lut", is_flag=True,
               help="Use the latency table shipped with agd-deploy instead of profiling this machine.")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json's object.")
-def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut, as_json) -> None:
+@device_options(amp_default="auto")
+@click.option("--strict", is_flag=True,
+              help="Exit 1 (after the report) when an export is 'not verified' (e.g. coreml-int8 off macOS).")
+def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut, as_json, device, amp, strict) -> None:
     """Profile this machine, search a x4 SR generator under a latency budget, distill it from Real-ESRGAN,
     export int8 artifacts, verify them and write OUT/report.html and OUT/summary.json.
 
@@ -49,10 +54,11 @@ def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut,
                      formats=[f.strip() for f in formats.split(",") if f.strip()], shipped_lut=shipped_lut)
     if train_steps:
         cfg.train_steps = train_steps
+    cfg.device, cfg.amp = device, amp  # where the search and the training run (latency is always the target's)
     s = run_demo(cfg)
     if as_json:
         click.echo(json.dumps(s))
-        return
+        return _strict_exit(s, strict)
     q = lambda k, f: (s.get(k) or {}).get(f)  # noqa: E731
     lines = [f"budget {s['budget_ms']:.2f} ms, LUT prediction {s['predicted_ms']:.2f} ms, measured "
              f"{s['measured_ms']:.2f} ms ({s['measured_artifact']} on {s['target']})"]
@@ -67,3 +73,14 @@ def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut,
                  + f"; total {s['wall_seconds']:.0f} s")
     lines.append(f"report: {Path(out) / 'report.html'}")
     click.echo("\n".join(lines))
+    _strict_exit(s, strict)
+
+
+def _strict_exit(summary: dict, strict: bool) -> None:
+    """--strict: an export that is not verified fails the run (one line naming the formats)."""
+    from ..verify import manifest as mf
+
+    line = mf.failure_line(summary.get("exports") or [], strict) if strict else ""
+    if line:
+        click.echo(f"Error: {line}", err=True)
+        raise SystemExit(1)

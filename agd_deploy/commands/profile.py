@@ -34,9 +34,10 @@ def _emit(obj: dict, as_json: bool, text: str) -> None:
               help="Table file (default: this device's folder of the user's tables, "
                    "<cache>/latency_tables/<target>/<device>/<space>-<H>x<W>-t<threads>.json).")
 @click.option("--only", default=None, hidden=True, help="Comma-separated block keys (testing: a partial table).")
-@click.option("--clock", type=click.Choice(["cpu", "wall"]), default=None,
+@click.option("--clock", type=click.Choice(["cpu", "wall", "cuda"]), default=None,
               help="cpu: the timing thread's CPU time (default at 1 thread: robust to other jobs on a shared "
-                   "machine); wall: wall-clock time (default with more threads).")
+                   "machine); wall: wall-clock time (default with more threads); cuda: CUDA events (default "
+                   "for the torch-cuda-* targets).")
 @click.option("--lower-only", is_flag=True, help="Only convert the blocks (no timing); a rerun times them.")
 @click.option("--jobs", "jobs_n", type=click.IntRange(1, 64), default=None,
               help="Conversion processes (default: one per usable core, at most 4). Timing is one process.")
@@ -70,9 +71,11 @@ def profile(ctx: click.Context, target, space, input_shape, threads, rounds, sta
     _emit(s, as_json, f"wrote {s['table']}: {s['entries']} entries in {s['seconds']:.0f} s, block noise "
                       f"(median rel. diff of two halves) {s['noise']['median_rel_diff'] * 100:.1f}%")
     if s["noise"]["median_rel_diff"] > NOISY:
-        click.echo(f"warning: block noise {s['noise']['median_rel_diff'] * 100:.1f}% (> {NOISY * 100:.0f}%): the "
-                   "machine's speed changed during the run; profile again on a quieter machine, or check the "
-                   "table with `agd profile validate`", err=True)
+        from ..log import warn
+
+        warn(f"block noise {s['noise']['median_rel_diff'] * 100:.1f}% (> {NOISY * 100:.0f}%): the "
+             "machine's speed changed during the run; profile again on a quieter machine, or check the "
+             "table with `agd profile validate`")
 
 
 ALLOW_OTHER = click.option("--allow-other-device", is_flag=True,
@@ -239,11 +242,14 @@ def transfer_cmd(source: Path, probes, rounds, seed, out, jobs_n, as_json) -> No
     from ..profiling.lut import LUT
     from ..profiling.transfer import transfer
 
+    from ..utils import file_lock
+
     src = LUT.load(source)
-    res = transfer(src, probes=probes, rounds=rounds, seed=seed, progress=not as_json, jobs_n=jobs_n)
     if out is None:
         out = tables.user_path(src.target, src.space, src.input_shape, src.threads)
-    res.table.save(out)
+    with file_lock(out, f"a latency table transfer into {out.name}"):  # one process times probes at a time
+        res = transfer(src, probes=probes, rounds=rounds, seed=seed, progress=not as_json, jobs_n=jobs_n)
+        res.table.save(out)
     s = res.summary()
     if as_json:
         click.echo(json.dumps(s))

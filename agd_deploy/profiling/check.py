@@ -173,9 +173,10 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
     runtime versions); else `check_table` decides: `fits`/`rescaled-fits` give a copy that predicts here,
     cached in this device's folder of the user's tables (a later lookup finds it without a check); `stale`
     is refused with one line naming both devices, unless `allow_other_device` (then loudly used as it is)."""
-    import sys
+    from ..log import get, warn
 
-    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    loud = (lambda m: log(f"WARNING: {m}")) if log else warn  # a caller's `log` gets every line, as before
+    log = log or get(__name__).info
     me = identify()
     theirs = identity_of(lut.device)
     versions = runtime_differs(lut)
@@ -183,6 +184,19 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
         return lut, None
     why = (f"runtime versions differ ({'; '.join(versions)})" if theirs is not None and
            theirs.device_key == me.device_key else f"it was measured on {describe_device(lut.device)}")
+    from ..utils import file_lock
+
+    dest, started = adopted_path(lut, me), time.time()
+    # two processes gating one table check it once: the second waits, then takes the copy the first one adopted
+    with file_lock(dest, f"checking latency table {lut.path.name if lut.path else ''} on this machine"):
+        if dest.is_file() and dest.stat().st_mtime >= started:
+            log(f"latency table {lut.path}: using {dest}, checked and adopted by another agd process meanwhile")
+            return LUT.load(dest), None
+        return _gate_locked(lut, allow_other_device, budget_s, progress, log, loud, me, why)
+
+
+def _gate_locked(lut: LUT, allow_other_device: bool, budget_s: float, progress: bool, log, loud, me,
+                 why: str) -> tuple[LUT, CheckResult | None]:
     log(f"latency table {lut.path}: {why}; this machine is {me.describe()}. Checking it (<= {budget_s:.0f} s) ...")
     res = check_table(lut, budget_s=budget_s, progress=progress, identity=me)
     log(f"  check: {res.verdict} (speed ratio {res.speed_ratio:.3f}, spread {res.spread * 100:.1f}%, "
@@ -195,8 +209,8 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
     if allow_other_device:
         off = (f"its reference nets run {min(n['ratio'] for n in res.nets):.2f}x to "
                f"{max(n['ratio'] for n in res.nets):.2f}x its times here" if res.nets else res.reason)
-        log(f"WARNING: using a latency table that does not predict this machine (--allow-other-device): {off}; "
-            "any budget in ms is not this machine's")
+        loud(f"using a latency table that does not predict this machine (--allow-other-device): {off}; "
+             "any budget in ms is not this machine's")
         return lut, res
     raise AgdError(f"latency table {lut.path} is stale on this machine: measured on {describe_device(lut.device)}, "
                    f"this is {me.describe()} ({res.reason}). Profile here (agd profile --target {lut.target}), "
@@ -206,13 +220,18 @@ def gate(lut: LUT, allow_other_device: bool = False, budget_s: float = 25.0, pro
 def adopt(lut: LUT, result: CheckResult, identity: DeviceIdentity | None = None) -> LUT:
     """`rescaled(lut, result)`, saved in this device's folder of the user's tables (so the next lookup finds it
     as this device's, without a check); returns it with its path."""
+    me = identity or identify()
+    new = rescaled(lut, result, me)
+    new.save(adopted_path(lut, me))
+    return new
+
+
+def adopted_path(lut: LUT, identity: DeviceIdentity):
+    """Where `adopt` keeps the checked copy of `lut` for `identity`: this device's folder of the user's tables."""
     from . import tables
 
-    me = identity or identify()
-    path = tables.user_path(lut.target, lut.space, lut.input_shape, lut.threads, me)
-    new = rescaled(lut, result, me)
-    new.save(path.with_name(f"{path.stem}.from-{_digest(lut)}.json"))
-    return new
+    path = tables.user_path(lut.target, lut.space, lut.input_shape, lut.threads, identity)
+    return path.with_name(f"{path.stem}.from-{_digest(lut)}.json")
 
 
 def usable_table(table, target: str | None, space: str, shape, threads: int = 1, allow_other_device: bool = False,

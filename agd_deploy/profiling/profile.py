@@ -76,6 +76,8 @@ class ProfileConfig:
             raise AgdError(f"clock must be one of {', '.join(CLOCKS)}, got {self.clock!r}")
         if self.clock == "cpu" and self.threads != 1:
             raise AgdError("the cpu clock measures one compute thread; use --clock wall with --threads > 1")
+        if self.clock == "cuda" and get_target(self.target, require=False).device != "cuda":
+            raise AgdError(f"the cuda clock (CUDA events) times GPU targets; {self.target} does not run on CUDA")
 
     def fingerprint(self) -> dict[str, Any]:
         """What resumed timing must share with the interrupted run (not `rounds`: a rerun with more rounds
@@ -334,6 +336,40 @@ def profile(cfg: ProfileConfig, out: str | Path | None = None, progress: bool = 
     out = Path(out) if out else tables.user_path(cfg.target, sp.name, shape, cfg.threads)
     blocks = _blocks(cfg, sp, shape)
     work = out.parent / f".{out.stem}.work"
+    from ..utils import file_lock
+
+    started = time.time()
+    # one process per work folder (two would interleave partial.json); a second one waits, then reuses the table
+    # the first one finished meanwhile instead of measuring it again
+    with file_lock(work, f"profiling {cfg.target} into {out.name}"):
+        done = _finished_meanwhile(out, cfg, shape, started)
+        if done is not None:
+            return ProfileResult(out, len(done.entries), time.perf_counter() - t0,
+                                 float((done.extra.get("profile") or {}).get("noise_median_rel_diff", float("nan"))))
+        return _profile_locked(cfg, sp, shape, blocks, out, work, t0, progress, on_round, lower_only, jobs_n)
+
+
+def _finished_meanwhile(out: Path, cfg: ProfileConfig, shape, started: float):
+    """The table another process wrote to `out` while this one waited for the lock (None if there is none)."""
+    from .lut import LUT
+
+    try:
+        if not out.is_file() or out.stat().st_mtime < started:
+            return None
+        lut = LUT.load(out)
+    except Exception:  # noqa: BLE001 -- unreadable: measure it again
+        return None
+    same = (lut.target == cfg.target and lut.space == cfg.space and list(lut.input_shape) == list(shape)
+            and lut.threads == cfg.threads)
+    if same:
+        from ..log import get
+
+        get(__name__).info(f"reusing {out}, finished by another agd process while this one waited")
+    return lut if same else None
+
+
+def _profile_locked(cfg, sp, shape, blocks, out: Path, work: Path, t0: float, progress, on_round, lower_only,
+                    jobs_n) -> ProfileResult:
     work.mkdir(parents=True, exist_ok=True)
     part = _Partial(work / "partial.json", cfg.fingerprint(), cfg.lowering_fingerprint())
     resumed_rounds = int(part.data["rounds_done"])

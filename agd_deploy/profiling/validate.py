@@ -7,6 +7,7 @@ no predictor can rank the nets better than the measurement agrees with itself.""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import tempfile
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..errors import AgdError
 from ..space import Arch, build, count, get_space, sample_archs
+from ..utils import file_lock
 from .lut import LUT
 from .predictor import predict_ms
 
@@ -80,15 +82,18 @@ def lower_archs(archs: list[Arch], target_name: str, progress: bool = True, jobs
     int8 = int8 if int8 is not None else default_lowering(target_name)
     arts: dict[str, Path] = {}
     todo = []
-    for a in archs:
-        folder, name = _artifact_dir(target_name, a, int8), f"net-{_arch_id(a)}"
-        done = folder / f"{name}{target.suffix}"
-        if done.exists():
-            arts[name] = done
-        else:
-            todo.append(LowerJob(name, target_name, "net", a.to_json(), list(a.input_shape), str(folder), name,
-                                 False, space=a.space, int8=int8))
-    run_lower_jobs(todo, jobs_n, progress, f"lowering {target_name}", lambda k, p: arts.__setitem__(k, Path(p)))
+    with contextlib.ExitStack() as locks:  # the cache is shared: a second process waits, then reuses the files
+        for folder in sorted({_artifact_dir(target_name, a, int8) for a in archs}):
+            locks.enter_context(file_lock(folder, f"lowering validation nets for {target_name}"))
+        for a in archs:
+            folder, name = _artifact_dir(target_name, a, int8), f"net-{_arch_id(a)}"
+            done = folder / f"{name}{target.suffix}"
+            if done.exists():
+                arts[name] = done
+            else:
+                todo.append(LowerJob(name, target_name, "net", a.to_json(), list(a.input_shape), str(folder), name,
+                                     False, space=a.space, int8=int8))
+        run_lower_jobs(todo, jobs_n, progress, f"lowering {target_name}", lambda k, p: arts.__setitem__(k, Path(p)))
     return [arts[f"net-{_arch_id(a)}"] for a in archs]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import platform
 import shutil
 import warnings
@@ -25,15 +24,16 @@ from ..utils import atomic_path
 
 @contextlib.contextmanager
 def _quiet():
-    """coremltools prints progress bars and 'Failed to load _MLModelProxy' lines off macOS: that is expected."""
-    logging.disable(logging.WARNING)
-    buf = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(buf):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
+    """coremltools prints progress bars (stderr) and, off macOS, 'Failed to load _MLModelProxy' warnings on its
+    loggers (one of its modules logs on the root logger): expected, so hidden for this call only, by logger name
+    (log.quiet), never process-wide."""
+    from ..log import quiet
+
+    # torch.utils._pytree: torchao's enum registration note, logged when coremltools imports it
+    with quiet("", "coremltools", "torch.utils._pytree"), warnings.catch_warnings(), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
 
 
 def int8_mode(calib: Sequence[np.ndarray] | None) -> str:

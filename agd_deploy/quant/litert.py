@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import logging
 import os
 import warnings
 from pathlib import Path
@@ -45,18 +44,29 @@ def _require():
                                   f"({e.msg if hasattr(e, 'msg') else e})") from None
 
 
+# loggers that litert-torch's conversion chatters on (absl's, torch.export's, jax's); "" = the root logger
+_NOISY = ("", "absl", "litert_torch", "torchao", "torch._export", "torch.export", "torch._dynamo", "jax", "tensorflow")
+
+
 @contextlib.contextmanager
 def _quiet():
-    """litert-torch prints progress lines and absl/TF logs on stdout/stderr for every conversion."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
+    """litert-torch prints progress lines and absl/TF logs on stdout/stderr for every conversion: hidden for this
+    call only, by logger name (log.quiet), never process-wide. TF's C++ log level is set only if the user has
+    not set it, and put back after."""
+    from ..log import quiet
+
+    env = {k: os.environ.get(k) for k in ("TF_CPP_MIN_LOG_LEVEL", "GLOG_minloglevel")}
+    for k, v in env.items():
+        if v is None:
+            os.environ[k] = "3"
+    try:
+        with quiet(*_NOISY), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
             yield
-        finally:
-            logging.disable(logging.NOTSET)
+    finally:
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def _int8_quantizer():

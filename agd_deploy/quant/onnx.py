@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,16 +51,18 @@ def _set_metadata(model, metadata: dict[str, Any] | None) -> None:
 
 def export_onnx(module, example, out: str | Path, opset: int = OPSET, metadata: dict[str, Any] | None = None) -> Path:
     """Export `module` (eval mode) at the fixed shape of `example` to ONE .onnx file: input `input`, output
-    `output`, opset >= 17. Uses the TorchScript exporter (`dynamo=False`): on torch 2.13 it is ~10x faster than
-    the dynamo one for these nets and never writes an external `.onnx.data` file. `metadata` goes into
-    metadata_props (strings; other values as JSON)."""
+    `output`, opset >= 17. Uses the TorchScript exporter (`dynamo=False`), deprecated since torch 2.9: the dynamo
+    exporter gives bit-equal outputs and equal int8 PSNR on these nets but exports several times slower (the
+    profiler exports every block) and names nodes `node_conv2d_3` instead of the module paths (`/cells.0/...`)
+    that keep_fp32, the sensitivity sweep and per-layer profiles map back to (benchmarks/onnx_exporters.py).
+    Its DeprecationWarning is left visible on purpose. `metadata` goes into metadata_props (strings; other values
+    as JSON)."""
     import onnx
     import torch
 
     out = Path(out)
     module = module.eval()
-    with atomic_path(out, suffix=".onnx") as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with atomic_path(out, suffix=".onnx") as tmp, torch.no_grad():
         torch.onnx.export(module, (example,), str(tmp), input_names=["input"], output_names=["output"],
                           opset_version=max(opset, 17), dynamo=False, do_constant_folding=True)
         model = onnx.load(str(tmp))
@@ -154,21 +155,16 @@ class OrtInt8Config:
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence ORT's quantizer chatter ("consider pre-processing", unused-initializer notes, and the percentile and
-    entropy calibrators' print()s, which would otherwise land in `agd export --json`'s stdout)."""
-    import contextlib
+    """Silence ORT's quantizer chatter for this call only: its "consider pre-processing" notes go to the root
+    logger (dropped there by log.quiet, root level untouched), and the percentile and entropy calibrators'
+    print()s would otherwise land in `agd export --json`'s stdout. ORT's C++ logger is left alone (calibration
+    sessions print nothing at its default severity)."""
     import io
 
-    import onnxruntime as ort
+    from ..log import quiet
 
-    logging.disable(logging.WARNING)
-    ort.set_default_logger_severity(3)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        logging.disable(logging.NOTSET)
-        ort.set_default_logger_severity(2)
+    with quiet("", "onnxruntime"), contextlib.redirect_stdout(io.StringIO()):
+        yield
 
 
 class _ArrayReader:

@@ -3,26 +3,30 @@ loads without unpickling arbitrary objects; `torch.jit.trace` is deprecated in t
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 from ..errors import MissingRuntimeError
 from ..utils import atomic_path
 
 
-def export_pt2(module, example, out: str | Path, fp16_cuda: bool = False) -> Path:
-    """Export `module` at `example`'s shape. fp16_cuda: convert to half precision on the GPU first (the
-    `torch-cuda-fp16` target; needs CUDA here)."""
+def export_pt2(module, example, out: str | Path, fp16_cuda: bool = False, cuda: bool = False,
+               target: str = "torch-cuda-fp16") -> Path:
+    """Export `module` at `example`'s shape. cuda: export on the GPU (the program's weights and input live
+    there: `torch-cuda-fp32`); fp16_cuda: on the GPU in half precision (`torch-cuda-fp16`). Both need CUDA
+    here; the caller's module is left where it was (a copy moves)."""
+    import copy
+
     import torch
 
     module = module.eval()
-    if fp16_cuda:
+    if fp16_cuda or cuda:
         if not torch.cuda.is_available():
-            raise MissingRuntimeError("target torch-cuda-fp16 needs CUDA PyTorch and a CUDA GPU")
-        module, example = module.cuda().half(), example.cuda().half()
+            raise MissingRuntimeError(f"target {target} needs CUDA PyTorch and a CUDA GPU")
+        module, example = copy.deepcopy(module).cuda(), example.cuda()
+        if fp16_cuda:
+            module, example = module.half(), example.half()
     out = Path(out)
-    with atomic_path(out, suffix=".pt2") as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with atomic_path(out, suffix=".pt2") as tmp, torch.no_grad():
         ep = torch.export.export(module, (example,))
         torch.export.save(ep, str(tmp))
     return out
@@ -30,4 +34,5 @@ def export_pt2(module, example, out: str | Path, fp16_cuda: bool = False) -> Pat
 
 def lower(target, module, example, out: str | Path, **_) -> Path:
     """`torch-pt2` lowering handler (runtimes.targets.LOWERINGS)."""
-    return export_pt2(module, example, out, fp16_cuda=target.precision == "fp16")
+    return export_pt2(module, example, out, fp16_cuda=target.precision == "fp16", cuda=target.device == "cuda",
+                      target=target.name)
