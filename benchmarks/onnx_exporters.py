@@ -102,7 +102,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "onnx_exporters.json").write_text(json.dumps(res, indent=2) + "\n")
-    lines = [f"# ONNX exporters: TorchScript vs dynamo\n", f"CPU: {cpu}\n",
+    lines = ["# ONNX exporters: TorchScript vs dynamo\n", f"CPU: {cpu}\n",
              "| net | export s (TS / dynamo) | dynamo/TS | fp32 max abs diff | int8 PSNR dB (TS / dynamo) | "
              "module-path names (TS / dynamo) |", "|---|---|---|---|---|---|"]
     for r in rows:

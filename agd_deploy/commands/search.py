@@ -21,7 +21,8 @@ from .options import device_options
               help="Search penalty: LUT latency (default) or MACs (AGD's original).")
 @click.option("--budget-gmacs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="MACs budget in G (with --cost flops).")
-@click.option("--teacher", default=None, help="Teacher: realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH, PATH.onnx.")
+@click.option("--teacher", default=None, help="Teacher: realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH, PATH.onnx, "
+              "ncnn:PATH.param, waifu2x-cunet-denoise0..3, realcugan-x2 (agd_deploy/teachers).")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Folder of training images (default: built-in).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Output folder (default: agd-search/<recipe>).")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Override the recipe's step count.")

@@ -12,7 +12,8 @@ from .options import device_options
 @click.command()
 @click.argument("arch_path", metavar="ARCH.json")
 @click.option("--teacher", default="realesrgan-x4plus", show_default=True,
-              help="realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH or PATH.onnx.")
+              help="realesrgan-x4plus, esrgan-pth:PATH, cyclegan-pth:PATH, PATH.onnx, ncnn:PATH.param "
+                   "or a named ncnn model (waifu2x-cunet-denoise0..3, realcugan-x2, ...).")
 @click.option("--data", default=None, help="Folder of HR training images (default: the built-in images).")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=20.0, show_default=True,
               help="Passes over the training LR pixels (ignored with --steps).")
@@ -35,7 +36,7 @@ from .options import device_options
               help="LR inputs teacher and student see: bicubic, realesrgan (Real-ESRGAN's second-order blur/"
                    "resize/noise/JPEG), realesrgan+clean (30% of draws clean bicubic), jpeg:Q or noise:S. "
                    "Default: realesrgan for Real-ESRGAN teachers, else bicubic.")
-@click.option("--variants", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--variants", type=click.IntRange(min=1), default=2, show_default=True,
               help="Degraded variants per image, cached with the teacher's outputs (random degradations only).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -1,6 +1,7 @@
 """Image sets: a folder of the user's images, or the built-in natural images that scikit-image ships.
 
-Every image is loaded as uint8 RGB HxWx3 (grayscale is replicated, alpha dropped). Files that cannot be read
+Every image is loaded as uint8 RGB HxWx3 (grayscale is replicated, alpha composited on white; either with one
+`warning:` line per file). Files that cannot be read
 are skipped with a warning on stderr; a set with no readable image is an error. A folder is lazy: opening it
 reads only each file's header (size, format), and an image is decoded when it is accessed, so a dataset of
 thousands of images (DIV2K's 800) is never in memory at once."""
@@ -38,9 +39,27 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ValueError(str(e).split(",")[0]) from None
 
 
+_CONVERTED: set[str] = set()  # files already warned about (a lazy folder decodes a file again on each access)
+
+
+def _warn_converted(path, mode: str) -> None:
+    """One warning per file whose pixels are not plain RGB: every model here is RGB, so alpha is composited on
+    white and grey is replicated (the same for training, evaluation and teachers) rather than refused."""
+    key = str(path)
+    if key in _CONVERTED:
+        return
+    _CONVERTED.add(key)
+    how = "alpha composited on white" if mode in ("RGBA", "LA", "P+alpha") else "converted to RGB"
+    warn(f"{path}: {mode} pixels, {how}")
+
+
 def _load_image(path: str | Path) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
+        if im.mode not in ("RGB", "P"):
+            _warn_converted(path, im.mode)
+        elif im.mode == "P" and "transparency" in im.info:
+            _warn_converted(path, "P+alpha")
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
             bg = Image.new("RGBA", im.size, (255, 255, 255, 255))

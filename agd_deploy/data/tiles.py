@@ -30,7 +30,11 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sca
                 batch: int = 1) -> torch.Tensor:
     """fn on NCHW `x` tile by tile. `fixed`: fn only accepts exactly `tile`-sized inputs (smaller images are
     padded by edge replication and the output cropped back). `batch` > 1 (an N=1 input): up to that many
-    tiles per call (all tiles of one image have the same size), which keeps a GPU busy."""
+    tiles per call (all tiles of one image have the same size), which keeps a GPU busy.
+    An `fn` with `tiles_itself` set (ncnn teachers: their receptive border is wider than any overlap here, and
+    they pad each window with its real neighbours) gets the whole image."""
+    if getattr(fn, "tiles_itself", False):
+        return fn(x)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     n, c, h, w = x.shape
     ph, pw = max(0, th - h) if fixed else 0, max(0, tw - w) if fixed else 0

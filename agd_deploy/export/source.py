@@ -75,7 +75,8 @@ def load_source(spec: str, input_shape: list[int] | None = None, seed: int = 0, 
     if is_teacher_spec(spec):
         t = load_teacher(spec)
         if t.module is None:
-            raise AgdError(f"{spec}: an ONNX teacher is already an ONNX file; export needs a torch model")
+            raise AgdError(f"{spec}: an ONNX or ncnn teacher is run as a black box (no torch module); "
+                           "export needs a torch model")
         name = spec.split(":", 1)[0] if ":" in spec else spec
         if ":" in spec:  # a path inside the spec: make it absolute so `agd bench` finds it from anywhere
             kind, path = spec.split(":", 1)

@@ -1,4 +1,5 @@
-"""Real teachers, loaded by spec: `realesrgan-x4plus`, `esrgan-pth:PATH`, `cyclegan-pth:PATH` or `PATH.onnx`.
+"""Real teachers, loaded by spec: `realesrgan-x4plus`, `esrgan-pth:PATH`, `cyclegan-pth:PATH`, `PATH.onnx`,
+`ncnn:PATH.param` or a named ncnn model (`waifu2x-cunet-denoise0..3`, `realcugan-x2`, ...: ncnn_teacher.py).
 
     t = load_teacher("realesrgan-x4plus")
     y = t(x)  # NCHW float32 in t.value_range -> t.scale times larger, no gradients
@@ -11,7 +12,9 @@ from pathlib import Path
 from ..errors import AgdError
 from .base import OnnxTeacher, Teacher
 
-NAMED = ("realesrgan-x4plus",)
+from .ncnn_teacher import NAMED_MODELS as NCNN_NAMED
+
+NAMED = ("realesrgan-x4plus", *NCNN_NAMED)
 
 
 def load_teacher(spec: str) -> Teacher:
@@ -36,7 +39,12 @@ def load_teacher(spec: str) -> Teacher:
         return Teacher(spec, 1, (-1.0, 1.0), fp, model)
     if spec.lower().endswith(".onnx"):
         return load_onnx_teacher(spec)
-    raise AgdError(f"unknown teacher {spec!r}: use {', '.join(NAMED)}, esrgan-pth:PATH, cyclegan-pth:PATH or PATH.onnx")
+    from .ncnn_teacher import is_ncnn_spec, load_ncnn_teacher
+
+    if is_ncnn_spec(spec):
+        return load_ncnn_teacher(spec)
+    raise AgdError(f"unknown teacher {spec!r}: use {', '.join(NAMED)}, esrgan-pth:PATH, cyclegan-pth:PATH, "
+                   "ncnn:PATH.param or PATH.onnx")
 
 
 # Teachers trained on Real-ESRGAN's second-order degradations: their students are distilled on the same inputs
@@ -47,8 +55,15 @@ REALWORLD = ("realesrgan-x4plus",)
 
 def default_degradation(teacher) -> str:
     """The degradation a student of `teacher` (spec or Teacher) is distilled on: `realesrgan` for Real-ESRGAN-
-    family teachers (trained for real photos: blur, noise, JPEG), `bicubic` for the others."""
+    family teachers (trained for real photos: blur, noise, JPEG), `jpeg:Q` for the named ncnn denoise models
+    (waifu2x noise level 0..3 -> Q 90/75/50/25: JPEG-artefact removal), `bicubic` for the others (at scale 1
+    bicubic is the identity: the input is the image itself, as for a CycleGAN checkpoint)."""
     name = str(getattr(teacher, "name", teacher))
+    from .ncnn_teacher import DENOISE_JPEG_QUALITY, denoise_level
+
+    level = denoise_level(name)
+    if level is not None:
+        return f"jpeg:{DENOISE_JPEG_QUALITY[level]}"
     if name in REALWORLD or (name.startswith("esrgan-pth:") and "realesr" in Path(name.split(":", 1)[1]).name.lower()):
         return "realesrgan"
     return "bicubic"
@@ -56,7 +71,7 @@ def default_degradation(teacher) -> str:
 
 def is_teacher_spec(spec: str) -> bool:
     s = str(spec)
-    return s in NAMED or s.startswith(("esrgan-pth:", "cyclegan-pth:")) or s.lower().endswith(".onnx")
+    return s in NAMED or s.startswith(("esrgan-pth:", "cyclegan-pth:", "ncnn:")) or s.lower().endswith(".onnx")
 
 
 def load_onnx_teacher(path: str) -> OnnxTeacher:
@@ -101,4 +116,5 @@ def load_onnx_teacher(path: str) -> OnnxTeacher:
                        fingerprint=f"onnx:{sha256_file(p)[:16]}")
 
 
-__all__ = ["NAMED", "OnnxTeacher", "REALWORLD", "Teacher", "default_degradation", "is_teacher_spec", "load_teacher"]
+__all__ = ["NAMED", "NCNN_NAMED", "OnnxTeacher", "REALWORLD", "Teacher", "default_degradation", "is_teacher_spec",
+           "load_teacher"]
