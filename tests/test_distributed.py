@@ -1,7 +1,8 @@
 """`agd train` and `agd search` under the real launcher (`python -m torch.distributed.run --nproc_per_node 2
 --standalone`, gloo on the CPU): identical weights on every rank, SIGKILL of one rank + relaunch resumes,
 world 1 and world 2 agree; `--device`, and bad input (more ranks than the batch, an unreachable rendezvous);
-rank shards, the lazy image folder and memory-mapped teacher-cache entries. CUDA tests run where CUDA exists.
+rank shards, the lazy image folder and memory-mapped teacher-cache entries; the teacher cache built in shards
+(one per rank, polling for the rest, per-entry locks); `--workers` batches. CUDA tests run where CUDA exists.
 
 Each rank writes a hash of its final parameters when AGD_DEBUG_PARAM_HASH=DIR is set (train/loop.py,
 search/run.py), so "identical weights" compares what every rank really holds, not rank 0's files."""
@@ -141,6 +142,154 @@ def test_search_two_ranks_identical_supernets(setup, tmp_path):
     assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
     h = _hashes(tmp_path / "hash")
     assert set(h) == {"rank0.sha256", "rank1.sha256"} and len(set(h.values())) == 1, h
+
+
+def _kill_one_rank_after(p: subprocess.Popen, ready: Path, what: str) -> str:
+    """Wait for `ready` to appear, SIGKILL the launcher's last rank; returns the launcher's stderr."""
+    deadline = time.time() + 240
+    while not ready.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert p.poll() is None, f"{what} ended before its first checkpoint: " + p.communicate()[1][-1500:]
+    ranks = _children(p.pid)
+    assert len(ranks) == 2, ranks
+    os.kill(ranks[-1], signal.SIGKILL)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        raise
+    assert p.returncode != 0
+    return err
+
+
+def test_search_two_ranks_sigkill_resume(setup, tmp_path):
+    """torchrun -n 2 agd search: SIGKILL one rank after a checkpoint, relaunch with --resume: the search
+    records that it continued from the checkpoint's step, log.jsonl has every step once, both ranks agree."""
+    out, steps = tmp_path / "s", 8
+    env = _env(tmp_path)
+    cmd = TORCHRUN + ["-m", "agd_deploy", "search", str(setup / "tiny.yaml"), "--table", str(setup / "lut.json"),
+                      "--teacher", f"esrgan-pth:{setup / 'teacher.pth'}", "--data", str(setup / "imgs"),
+                      "--out", str(out), "--device", "cpu", "--steps", str(steps), "--json"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    _kill_one_rank_after(p, out / "search_ckpt.pt", "the search")
+    assert not (out / "arch.json").exists()
+    saved = torch.load(out / "search_ckpt.pt", weights_only=True)["step"]
+    assert 2 <= saved < steps and saved % 2 == 0  # tiny.yaml: ckpt_every 2
+
+    r = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads((out / "arch.json").read_text())
+    assert d["search"]["resumed_from"] == saved and d["search"]["steps"] == steps and d["search"]["world_size"] == 2
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == list(range(1, steps + 1))
+    h = _hashes(tmp_path / "hash")
+    assert set(h) == {"rank0.sha256", "rank1.sha256"} and len(set(h.values())) == 1, h
+
+
+def test_train_two_ranks_shard_the_teacher_cache(setup, tmp_path):
+    """torchrun -n 2 agd train on an empty cache: each rank computes its half of the (image, variant) entries
+    (teacher_computed_per_rank), and the cache ends complete and identical to a world-1 build. (With a
+    DataLoader worker per rank: both ranks still end with identical weights.)"""
+    import numpy as np
+
+    from agd_deploy.data import ImageFolder, TeacherCache
+    from agd_deploy.data.entries import load_arrays
+    from agd_deploy.teachers import load_teacher
+
+    env = _env(tmp_path)
+    args = [str(a) for a in _train_args(setup, tmp_path / "ck", 3)] + ["--degradation", "realesrgan", "--variants", "2",
+                                                                       "--workers", "1"]  # + a loader per rank
+    r = subprocess.run(TORCHRUN + ["-m", "agd_deploy"] + args, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("{")][0])
+    assert res["teacher_computed_per_rank"] == [2, 2], res["teacher_computed_per_rank"]  # 2 images x 2 variants
+    assert res["config"]["workers"] == 1 and len(set(_hashes(tmp_path / "hash").values())) == 1
+    two = tmp_path / "cache" / "teacher_outputs"
+    torch.set_num_threads(1)  # as the ranks ran (--threads 1)
+    one = TeacherCache(load_teacher(f"esrgan-pth:{setup / 'teacher.pth'}"), ImageFolder(setup / "imgs"),
+                       tmp_path / "one", max_side=512, progress=False, degradation="realesrgan", variants=2)
+    assert one.computed == 4
+    names = sorted(p.relative_to(one.dir.parent) for p in one.dir.glob("*.npz"))
+    assert len(names) == 4 and sorted(p.relative_to(two) for p in two.glob("*/*.npz")) == names
+    for n in names:
+        a, b = load_arrays(tmp_path / "one" / n), load_arrays(two / n)
+        for k in ("hr", "lr", "teacher"):
+            assert np.array_equal(a[k], b[k]), (n, k)
+    again = TeacherCache(load_teacher(f"esrgan-pth:{setup / 'teacher.pth'}"), ImageFolder(setup / "imgs"),
+                         two, max_side=512, progress=False, degradation="realesrgan", variants=2)
+    assert again.computed == 0 and len(again) == 4  # world 1 reuses what the two ranks wrote
+
+
+def test_teacher_cache_shard_waits_for_the_others_then_one_line(setup, tmp_path):
+    """A shard computes only its entries, then polls for the rest: when no other shard writes them, it gives
+    up after wait_s with one line naming how many are missing; once they exist every shard loads the set."""
+    from agd_deploy.data import ImageFolder, TeacherCache
+    from agd_deploy.errors import AgdError
+    from agd_deploy.teachers import load_teacher
+
+    t, imgs = load_teacher(f"esrgan-pth:{setup / 'teacher.pth'}"), ImageFolder(setup / "imgs")
+    t0 = time.time()
+    with pytest.raises(AgdError) as e:
+        TeacherCache(t, imgs, tmp_path / "c", progress=False, shard=(1, 2), wait_s=1.0)
+    msg = str(e.value)
+    assert "\n" not in msg and "1 of 2 entries" in msg and "AGD_DIST_TIMEOUT" in msg, msg
+    assert 1.0 <= time.time() - t0 < 30
+    c0 = TeacherCache(t, imgs, tmp_path / "c", progress=False, shard=(0, 2), wait_s=1.0)
+    c1 = TeacherCache(t, imgs, tmp_path / "c", progress=False, shard=(1, 2), wait_s=1.0)
+    assert (c0.computed, c1.computed, len(c0), len(c1)) == (1, 0, 2, 2)  # shard 1's entry was kept from the first try
+
+
+def test_teacher_cache_entry_locked_by_another_process_is_not_computed_twice(setup, tmp_path, caplog):
+    """An entry whose lock another agd process holds is skipped (one warning), the others are computed; the
+    builder uses that process's file when it appears, or computes the entry itself if the holder let go
+    without writing it. (This test holds the lock: flock conflicts between two open files, as between
+    processes.)"""
+    import threading
+
+    from filelock import FileLock
+
+    from agd_deploy.data import ImageFolder, TeacherCache
+    from agd_deploy.teachers import load_teacher
+
+    t, imgs = load_teacher(f"esrgan-pth:{setup / 'teacher.pth'}"), ImageFolder(setup / "imgs")
+    kw = dict(progress=False, degradation="realesrgan", variants=2)
+    ref = TeacherCache(t, imgs, tmp_path / "ref", **kw)
+    entry = ref._paths[2].name  # image 1, variant 0
+    d = tmp_path / "c" / ref.dir.name
+    (d / ".locks").mkdir(parents=True)
+    held = FileLock(str(d / ".locks" / entry) + ".lock")
+    held.acquire()
+    box = {}
+    th = threading.Thread(target=lambda: box.update(c=TeacherCache(t, imgs, tmp_path / "c", **kw)))
+    th.start()
+    deadline = time.time() + 60
+    while len(list(d.glob("*.npz"))) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    others = sorted(p.name for p in ref._paths if p.name != entry)
+    assert th.is_alive() and sorted(p.name for p in d.glob("*.npz")) == others  # all but the held one
+    held.release()  # the holder died without writing its entry: the builder computes it
+    th.join(60)
+    c = box["c"]
+    assert not th.is_alive() and c.computed == 4 and len(c) == 4 and (d / entry).is_file()
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("another agd process is computing 1 teacher output(s)" in m for m in warned) == 1, warned
+
+
+def test_train_workers_give_bit_identical_weights(setup, tmp_path, capsys, monkeypatch):
+    """--workers 2 (a DataLoader over step-indexed batches) trains the very same weights as --workers 0."""
+    monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path / "cache"))
+    from safetensors.torch import load_file
+
+    w = {}
+    for n in (0, 2):
+        args = [str(a) for a in _train_args(setup, tmp_path / f"ck{n}", 12)] + ["--workers", str(n)]
+        r = run_cli(capsys, *args)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["config"]["workers"] == n
+        w[n] = load_file(str(tmp_path / f"ck{n}" / "generator.safetensors"))
+    assert w[0].keys() == w[2].keys() and all(torch.equal(w[0][k], w[2][k]) for k in w[0])
+    assert any(not torch.equal(v, torch.zeros_like(v)) for v in w[0].values())
 
 
 @pytest.mark.parametrize("cmd", ["train", "search", "eval", "upscale", "demo"])
@@ -292,6 +441,28 @@ def test_folder_is_lazy_and_cache_entries_are_memory_maps(setup, tmp_path, monke
         for s in c:
             assert isinstance(s.teacher, np.memmap) and isinstance(s.hr, np.memmap) and not s.teacher.flags.writeable
     assert np.array_equal(c1[1].teacher, c2[1].teacher) and c1[1].lr.shape == (20, 24, 3)
+
+
+def test_patch_dataset_pickles_memory_maps_by_reference(setup, tmp_path):
+    """What a spawn/forkserver DataLoader worker receives: the entries' file names and offsets, not their pixels;
+    mapped again, they cut the same batches."""
+    import pickle
+
+    import numpy as np
+
+    from agd_deploy.data import ImageFolder, PatchDataset, TeacherCache
+    from agd_deploy.teachers import load_teacher
+
+    cache = TeacherCache(load_teacher(f"esrgan-pth:{setup / 'teacher.pth'}"), ImageFolder(setup / "imgs"),
+                         tmp_path / "cache", progress=False)
+    ds = PatchDataset(cache, 8, seed=3)
+    blob = pickle.dumps(ds)
+    pixels = sum(s.hr.nbytes + s.lr.nbytes + s.teacher.nbytes for s in ds.samples)
+    assert len(blob) < pixels / 10, (len(blob), pixels)
+    back = pickle.loads(blob)
+    assert all(isinstance(s.teacher, np.memmap) and not s.teacher.flags.writeable for s in back.samples)
+    for a, b in zip(ds.batch(5, 4), back.batch(5, 4)):
+        assert torch.equal(a, b)
 
 
 def test_batched_tiles_match_one_at_a_time():

@@ -39,6 +39,9 @@ from .options import device_options
 @click.option("--variants", type=click.IntRange(min=1), default=2, show_default=True,
               help="Degraded variants per image, cached with the teacher's outputs (random degradations only).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="DataLoader worker processes cutting the next batches while a step trains (pinned memory on "
+                   "CUDA); 0: in the training process. The same batches, so the same weights, at any value.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", "out", default="ckpt", show_default=True, help="Output CKPT folder.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
@@ -46,7 +49,8 @@ from .options import device_options
 @device_options(amp_default="auto")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, vgg, perceptual_weight,
-          style_weight, ckpt_every, max_side, degradation, variants, threads, seed, out, resume, device, amp, as_json):
+          style_weight, ckpt_every, max_side, degradation, variants, threads, workers, seed, out, resume, device, amp,
+          as_json):
     """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
 
     Loss: L1 to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
@@ -66,7 +70,7 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, 
     cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, gt_weight=gt_weight, vgg=vgg,
                       perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight, ckpt_every=ckpt_every,
                       seed=seed, threads=threads, max_side=max_side, degradation=degradation, variants=variants,
-                      device=device, amp=amp)
+                      device=device, amp=amp, workers=workers)
     if (perceptual_weight or style_weight) and not vgg:
         raise click.BadParameter("perceptual/style terms need --vgg STATE_DICT", param_hint="--perceptual-weight")
     t = load_teacher(teacher)

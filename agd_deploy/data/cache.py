@@ -13,12 +13,15 @@ the evaluation protocol of images upscaled at their own resolution: lr is the im
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import AgdError
+from ..log import warn
 from ..utils import atomic_path, cache_dir
 from .degrade import get_degradation, rng_for
 from .entries import load_arrays
@@ -52,13 +55,20 @@ class TeacherCache:
     max_side: HR images are centre-cropped to at most max_side x max_side first (bounds the teacher's cost).
     degradation: a name or `degrade.Degradation` (None: bicubic, whose keys and entries are the same as before
     degradations existed) or "native"; variants: degraded variants per image (1 for deterministic ones);
-    seed: the degradation draw's seed. Samples are image-major: image 0's variants, then image 1's, ..."""
+    seed: the degradation draw's seed. Samples are image-major: image 0's variants, then image 1's, ...
+    shard: (index, count): compute only the missing entries j with j % count == index, then wait (polling
+    the files, at most `wait_s` s without progress) for the other shards' entries (under torchrun every rank
+    builds its shard in parallel; search.distributed.Dist.cache_shard). Every entry is computed under its own
+    file lock and re-checked, so separate agd processes sharing the cache never compute one twice."""
 
     VERSION = 2
 
     def __init__(self, teacher, images: Images, cache_root: str | Path | None = None, max_side: int | None = None,
-                 tile: int = 128, progress: bool = True, degradation=None, variants: int = 1, seed: int = 0):
+                 tile: int = 128, progress: bool = True, degradation=None, variants: int = 1, seed: int = 0,
+                 shard: tuple[int, int] = (0, 1), wait_s: float = 600.0):
         self.teacher, self.images, self.max_side, self.tile = teacher, images, max_side, tile
+        self.shard, self.wait_s = (int(shard[0]), max(1, int(shard[1]))), float(wait_s)
+        self.computed = 0  # entries this process computed (the rest were on disk or another shard's)
         self.scale = int(teacher.scale)
         self.native = str(degradation) == "native"
         self.degradation = None if self.native else get_degradation(degradation)
@@ -88,27 +98,83 @@ class TeacherCache:
         self.dir.mkdir(parents=True, exist_ok=True)
         k = self.variants
         out: list[Sample | None] = [None] * (len(self.images) * k)
-        todo = []
-        for i, (name, img) in enumerate(self.images):
+        self._paths: list[Path] = []
+        self._names: list[str] = []
+        for name, img in self.images:  # each image decoded once here (its content hash names its entries)
             for v in range(k):
-                z = load_arrays(self.entry_path(img, v))  # memory-mapped, not read (data/entries.py)
-                if z is not None:
-                    out[i * k + v] = Sample(self._name(name, v), z["hr"], z["lr"], z["teacher"], v, i)
-                    continue
-                todo.append(i * k + v)  # absent or damaged: compute
-        bar = tqdm(todo, desc=f"teacher {self.teacher.name}", unit="img", disable=not progress or not todo,
+                self._paths.append(self.entry_path(img, v))
+                self._names.append(self._name(name, v))
+        # memory-mapped, not read (data/entries.py); absent or damaged: compute (ours) or wait (another shard's)
+        todo = [j for j in range(len(out)) if not self._load(j, out)]
+        index, count = self.shard
+        mine = [j for j in todo if j % count == index]
+        bar = tqdm(mine, desc=f"teacher {self.teacher.name}", unit="img", disable=not progress or not mine,
                    file=None, leave=False)
-        for j in bar:
-            i, v = divmod(j, k)
-            name, img = self.images[i]
-            hr, lr = self.make_input(img, v)
+        # an entry another agd process is computing (its lock is held) is left for later, not waited for here
+        deferred = [j for j in bar if not self._compute(j, out)]
+        if deferred:
+            warn(f"another agd process is computing {len(deferred)} teacher output(s) in {self.dir}: "
+                 "using its results as they appear")
+        self._wait_for_others(out, set(deferred))
+        return out  # type: ignore[return-value]
+
+    def _compute(self, j: int, out: list) -> bool:
+        """Compute entry j unless it exists by now, under its own lock (`.locks/<entry>.lock`, the file
+        utils.file_lock uses); False (nothing done) when another process holds that lock."""
+        from filelock import FileLock, Timeout
+
+        path = self._paths[j]
+        (self.dir / ".locks").mkdir(exist_ok=True)
+        lock = FileLock(str(self.dir / ".locks" / path.name) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        try:
+            if self._load(j, out):
+                return True  # written by another process meanwhile
+            i, v = divmod(j, self.variants)
+            hr, lr = self.make_input(self.images[i][1], v)
             t = self.run_teacher(lr)
-            with atomic_path(self.entry_path(img, v), ".npz") as tmp:
+            with atomic_path(path, ".npz") as tmp:
                 with open(tmp, "wb") as fh:
                     np.savez(fh, hr=hr, lr=lr, teacher=t)
-            z = load_arrays(self.entry_path(img, v)) or {"hr": hr, "lr": lr, "teacher": t}  # keep no copy
-            out[j] = Sample(self._name(name, v), z["hr"], z["lr"], z["teacher"], v, i)
-        return out  # type: ignore[return-value]
+        finally:
+            lock.release()
+        if not self._load(j, out):  # keep no copy: map what was written
+            out[j] = Sample(self._names[j], hr, lr, t, v, i)
+        self.computed += 1
+        return True
+
+    def _load(self, j: int, out: list) -> bool:
+        """Map entry j into out[j] if it is on disk and whole."""
+        i, v = divmod(j, self.variants)
+        z = load_arrays(self._paths[j])
+        if z is None:
+            return False
+        out[j] = Sample(self._names[j], z["hr"], z["lr"], z["teacher"], v, i)
+        return True
+
+    def _wait_for_others(self, out: list, ours: set[int]) -> None:
+        """Poll the files of the other shards' entries until all exist (no collective: a long teacher run meets
+        no process-group timeout); `ours` (held by another process a moment ago) are computed here if that
+        process let go without writing them. Gives up after `wait_s` seconds in which no new entry appeared."""
+        missing = [j for j, s in enumerate(out) if s is None]
+        t_last = time.monotonic()
+        while missing:
+            time.sleep(self.POLL_S)
+            left = [j for j in missing if not self._load(j, out) and not (j in ours and self._compute(j, out))]
+            if len(left) < len(missing):
+                t_last = time.monotonic()
+            missing = left
+            if missing and time.monotonic() - t_last > self.wait_s:
+                index, count = self.shard
+                raise AgdError(f"teacher outputs: {len(missing)} of {len(out)} entries of {self.dir} still missing "
+                               f"after {self.wait_s:.0f} s without a new one (shard {index} of {count} is done; the "
+                               f"ranks or processes computing the others stopped or are stuck; AGD_DIST_TIMEOUT "
+                               "sets the limit)")
+
+    POLL_S = 0.25
 
     def _name(self, name: str, v: int) -> str:
         return f"{name}#v{v}" if self.variants > 1 else name

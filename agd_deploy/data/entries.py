@@ -16,6 +16,30 @@ import numpy as np
 KEYS = ("hr", "lr", "teacher")
 
 
+class MapRef:
+    """A read-only memory-map in pickled form (file, offset, shape, dtype, order): mapped again on load, so
+    sending a cache's samples to a worker process copies no pixels. Other arrays pass through unchanged."""
+
+    def __init__(self, filename: str, offset: int, shape: tuple, dtype: str, order: str):
+        self.filename, self.offset, self.shape, self.dtype, self.order = filename, offset, shape, dtype, order
+
+    @staticmethod
+    def of(a):
+        import mmap
+
+        if isinstance(a, np.memmap) and isinstance(a.base, mmap.mmap) and a.filename:
+            order = "F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C"
+            return MapRef(a.filename, int(a.offset), tuple(a.shape), a.dtype.str, order)
+        return a
+
+    @staticmethod
+    def load(a):
+        if isinstance(a, MapRef):
+            return np.memmap(a.filename, dtype=np.dtype(a.dtype), mode="r", offset=a.offset, shape=a.shape,
+                             order=a.order)
+        return a
+
+
 def npz_members(path: str | Path) -> dict[str, tuple[int, tuple, bool, np.dtype]] | None:
     """member -> (data offset, shape, fortran order, dtype) of an uncompressed .npz; None if it cannot be mapped."""
     members = {}

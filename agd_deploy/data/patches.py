@@ -32,6 +32,27 @@ class PatchDataset:
         area = np.array([(s.lr.shape[0] - patch + 1) * (s.lr.shape[1] - patch + 1) for s in self.samples], float)
         self.p = area / area.sum()
 
+    def __getstate__(self) -> dict:
+        """Pickled for DataLoader workers started by spawn/forkserver: memory-mapped entries travel as
+        (file, offset, shape) and are mapped again in the worker, never copied (fork shares them anyway)."""
+        import dataclasses
+
+        from .entries import MapRef
+
+        d = dict(self.__dict__)
+        d["samples"] = [dataclasses.replace(s, hr=MapRef.of(s.hr), lr=MapRef.of(s.lr), teacher=MapRef.of(s.teacher))
+                        for s in self.samples]
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        import dataclasses
+
+        from .entries import MapRef
+
+        d["samples"] = [dataclasses.replace(s, hr=MapRef.load(s.hr), lr=MapRef.load(s.lr),
+                                            teacher=MapRef.load(s.teacher)) for s in d["samples"]]
+        self.__dict__.update(d)
+
     @property
     def lr_pixels(self) -> int:
         return int(sum(s.lr.shape[0] * s.lr.shape[1] for s in self.samples))
@@ -72,6 +93,31 @@ class PatchDataset:
         lo, hi = self.value_range
         t = torch.from_numpy(np.stack([np.ascontiguousarray(a) for a in arrs])).permute(0, 3, 1, 2).float() / 255.0
         return t * (hi - lo) + lo
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item `step` = PatchDataset.batch(step, batch, rank, world): a step-indexed dataset for a DataLoader
+    (`batch_size=None`, `sampler=range(start, total)`), so worker processes cut the batches ahead of the
+    training step while each batch stays the pure function of (seed, step, rank) that makes resume exact."""
+
+    def __init__(self, ds: PatchDataset, batch: int, rank: int = 0, world: int = 1, steps: int = 0):
+        self.ds, self.batch, self.rank, self.world, self.steps = ds, batch, rank, world, steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, step: int):
+        return self.ds.batch(int(step), self.batch, self.rank, self.world)
+
+
+def step_loader(ds: PatchDataset, batch: int, start: int, total: int, rank: int = 0, world: int = 1,
+                workers: int = 2, pin_memory: bool = False):
+    """A DataLoader yielding the batches of steps start..total-1 in order, cut by `workers` processes
+    (persistent, `pin_memory` for CUDA). Its own generator: the global torch RNG is left as it was."""
+    return torch.utils.data.DataLoader(
+        StepBatches(ds, batch, rank, world, total), batch_size=None, sampler=range(start, total),
+        num_workers=workers, persistent_workers=workers > 0, pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(0))
 
 
 def shard_bounds(batch: int, rank: int, world: int) -> tuple[int, int]:

@@ -21,16 +21,13 @@ import datetime
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Iterable
 
 import torch
 import torch.distributed as tdist
 
 from ..errors import AgdError
 from ..train.device import Compute, resolve
-from ..utils import file_lock
-
-T = TypeVar("T")
 
 TIMEOUT_ENV = "AGD_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
@@ -100,24 +97,39 @@ class Dist:
             else:
                 tdist.barrier()
 
-    def build_once(self, lock: str | Path, what: str, make: Callable[[bool], T]) -> T:
-        """make(progress) first on each node's local rank 0, holding `file_lock(lock)`, then on the other ranks,
-        which find its results (the teacher cache: computed once, never twice in parallel). The others wait on
-        the file lock, not in a collective, so a long teacher run meets no collective timeout; the same lock
-        serialises separate agd processes sharing the cache."""
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every rank's picklable object, in rank order, on every rank ([obj] at world 1)."""
         if not self.active:
-            with file_lock(lock, what):
-                return make(True)
-        if self.local_rank == 0:
-            with file_lock(lock, what):
-                self.barrier()  # the others start waiting only once the lock is held
-                return make(self.is_main)
-        self.barrier()
-        from filelock import FileLock
+            return [obj]
+        box: list[Any] = [None] * self.world
+        tdist.all_gather_object(box, obj)
+        return box
 
-        with FileLock(str(lock) + ".lock"):  # the builder's lock (utils.file_lock's file), waited for quietly:
-            pass                             # a rank waiting for its own rank 0 is not news
-        return make(False)
+    def cache_shard(self, folder: str | Path) -> tuple[int, int]:
+        """(index, count) of the teacher-cache entries this rank computes (data.cache.TeacherCache's shard).
+
+        All ranks split the set when they all see `folder` (one file system: rank 0 writes a marker, the others
+        look for it, one all-gather); otherwise each node's ranks split it among themselves (LOCAL_RANK of
+        LOCAL_WORLD_SIZE), so every node ends with the whole set in its own cache. The build itself then needs
+        no collective: every rank polls the files (TeacherCache._wait_for_others)."""
+        if not self.active:
+            return 0, 1
+        import uuid
+
+        folder = Path(folder)
+        token = self.broadcast_object(uuid.uuid4().hex if self.is_main else None)
+        marker = folder / f".world-{token}"
+        if self.is_main:
+            folder.mkdir(parents=True, exist_ok=True)
+            marker.write_text("")
+        self.barrier()
+        shared = all(self.all_gather_object(marker.is_file()))
+        self.barrier()
+        if self.is_main:
+            marker.unlink(missing_ok=True)
+        if shared:
+            return self.rank, self.world
+        return self.local_rank, max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
     def close(self) -> None:
         if self.active:

@@ -35,6 +35,7 @@ class LoopResult:
     steps: int
     seconds: float
     last: dict
+    resumed_from: int = 0  # the checkpoint's step this run continued from (0: a fresh start)
 
 
 def _ckpt_key(cfg: SearchConfig, budget: float, cost: CostModel) -> str:
@@ -184,4 +185,4 @@ def run_loop(cfg: SearchConfig, cost: CostModel, budget: float, w_set, a_set, ou
                          "lambda": f"{ctl.lam:.3g}"}, refresh=False)
         bar.update(1)
     bar.close()
-    return LoopResult(net, cfg.steps, time.time() - t0, last)
+    return LoopResult(net, cfg.steps, time.time() - t0, last, start)

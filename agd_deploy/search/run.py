@@ -98,8 +98,9 @@ def resolve_budget(cfg: SearchConfig, cost: CostModel, lat: LatencyCost | None, 
 def make_patches(cfg: SearchConfig, teacher_spec: str | None, data: str | None, dist: Dist, progress: bool):
     """(weight set, arch set): patches of the teacher's cached outputs (data/), split 50/50 by image (an
     image's degraded variants stay together). The LR inputs are the recipe's degradation (the teacher's
-    default: the same cache `agd train` fills). Each node's local rank 0 fills the teacher cache (under a file
-    lock, on the search's device); each rank draws its own batches (seed + rank)."""
+    default: the same cache `agd train` fills). Every rank computes its shard of the missing teacher outputs
+    (on the search's device; data.cache.TeacherCache) and polls for the rest; each rank draws its own batches
+    (seed + rank)."""
     from ..data import PatchDataset, TeacherCache, open_images
     from ..teachers import default_degradation, load_teacher
 
@@ -116,9 +117,11 @@ def make_patches(cfg: SearchConfig, teacher_spec: str | None, data: str | None, 
         teacher.module.to(dist.device)  # teacher outputs computed on the search's device, in batches of tiles
     from ..utils import cache_dir
 
-    # each node's local rank 0 fills the cache under a file lock; the others wait on the lock, then read it
-    cache = dist.build_once(cache_dir("teacher_outputs") / ".build", "teacher outputs", lambda prog: TeacherCache(
-        teacher, images, max_side=cfg.max_side, progress=prog and progress, **deg))
+    from .distributed import timeout_s
+
+    # every rank computes its shard of the missing entries, then polls the files for the others' (no collective)
+    cache = TeacherCache(teacher, images, max_side=cfg.max_side, progress=progress and dist.is_main, **deg,
+                         shard=dist.cache_shard(cache_dir("teacher_outputs")), wait_s=timeout_s())
     samples = list(cache)
     halves = ([s for s in samples if s.image % 2 == 0], [s for s in samples if s.image % 2 == 1])
     if not halves[0] or not halves[1]:
@@ -184,7 +187,8 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
         f"predicted_{cost.unit}": cost.predict(arch),
         "argmax": {"ops": argmax.ops, "widths": argmax.widths,
                    f"predicted_{cost.unit}": cost.predict(argmax)},
-        "search": {"recipe": cfg.name, "steps": res.steps, "seconds": round(time.time() - t0, 1),
+        "search": {"recipe": cfg.name, "steps": res.steps, "resumed_from": res.resumed_from,
+                   "seconds": round(time.time() - t0, 1),
                    "world_size": dist.world, "margin": cfg.margin, "teacher": teacher or cfg.teacher,
                    "per_rank_batch": cfg.batch, "effective_batch": cfg.batch * dist.world, "lr_scaled": False,
                    "device": str(dist.device), "amp": dist.compute.amp_name},

@@ -9,8 +9,11 @@ Under `torchrun --nproc_per_node N`: `batch` stays the effective batch; rank r c
 draws (data.patches.shard_bounds), the derived net is wrapped in DistributedDataParallel (a fixed graph), and
 each rank's loss is weighted by its shard's share, so the averaged gradient is the world-1 gradient of the same
 batch: the same command trains the same model at any world size (the learning rate is not scaled). Rank 0
-writes the checkpoints, the log and the CKPT; the others wait at barriers. The finished model is the
-CKPT folder `<out>` (generator.safetensors + arch.json), written via a temp folder + rename."""
+writes the checkpoints, the log and the CKPT; the others wait at barriers. Teacher outputs missing from the
+cache are computed in shards, one per rank, in parallel (data.cache.TeacherCache, Dist.cache_shard).
+`workers` > 0 cuts the batches in DataLoader worker processes (data.patches.step_loader): the same batches.
+The finished model is the CKPT folder `<out>` (generator.safetensors + arch.json), written via a temp
+folder + rename."""
 
 from __future__ import annotations
 
@@ -63,6 +66,8 @@ class TrainConfig:
     variants: int = 2             # degraded variants per image in the teacher cache (a random degradation):
                                   # each costs one teacher run per image, once; sr_x4_tiny and the demo use 2
     degradation_seed: int = 0     # seeds the variants' draw (not `seed`: a new training seed reuses the cache)
+    workers: int = 0              # DataLoader worker processes cutting batches ahead (0: in the training process);
+                                  # the same batches either way (a pure function of seed, step and rank)
 
     def total_steps(self, lr_pixels: int) -> int:
         if self.steps:
@@ -117,7 +122,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         raise AgdError(f"teacher {teacher.name} is x{teacher.scale}, the {sp.name} space is x{sp.scale}")
     torch.set_num_threads(max(1, cfg.threads))
     from ..data.patches import shard_bounds
-    from ..search.distributed import env_world, init_from_env
+    from ..search.distributed import env_world, init_from_env, timeout_s
 
     _rank, world, _local = env_world()
     if world > cfg.batch:  # every rank needs a patch; checked before the rendezvous, so every rank says it
@@ -134,9 +139,11 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     degradation = cfg.degradation or default_degradation(teacher)
     get_degradation(degradation)  # a bad name (or the eval-only "native") is one line, before the teacher runs
     root = Path(cache_root) if cache_root else cache_dir("teacher_outputs")
-    cache = dist.build_once(root / ".build", "teacher outputs", lambda prog: TeacherCache(
-        teacher, data, cache_root, max_side=cfg.max_side, progress=prog and progress,
-        degradation=degradation, variants=cfg.variants, seed=cfg.degradation_seed))
+    # every rank computes its shard of the missing entries, then polls the files for the others' (no collective)
+    cache = TeacherCache(teacher, data, cache_root, max_side=cfg.max_side, progress=progress,
+                         degradation=degradation, variants=cfg.variants, seed=cfg.degradation_seed,
+                         shard=dist.cache_shard(root), wait_s=timeout_s())
+    computed = dist.all_gather_object(cache.computed)
     ds = PatchDataset(cache, cfg.patch, tuple(sp.value_range), seed=cfg.seed)
     total = cfg.total_steps(ds.lr_pixels // cache.variants)  # an epoch counts each image once, not per variant
     teacher_s = time.time() - t0
@@ -206,10 +213,16 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     bar = tqdm(range(start, total), initial=start, total=total, desc="train", unit="step", disable=not progress,
                dynamic_ncols=True)
     loss_v, t_train, saved = float("nan"), time.time(), start
+    batches = None
+    if cfg.workers > 0 and start < total:  # worker processes cut the next batches while this one trains
+        from ..data.patches import step_loader
+
+        batches = iter(step_loader(ds, cfg.batch, start, total, dist.rank, dist.world, cfg.workers,
+                                   pin_memory=comp.device.type == "cuda"))
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step, total)
-        x, t, hr = ds.batch(step, cfg.batch, dist.rank, dist.world)
+        x, t, hr = next(batches) if batches is not None else ds.batch(step, cfg.batch, dist.rank, dist.world)
         try:
             x, t = comp.tensor(x), comp.tensor(t)
             with comp.autocast():
@@ -246,10 +259,12 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
             saved = done
             dist.barrier()
     bar.close()
+    del batches  # its worker processes end here
     summary = {"steps": total, "resumed_from": start, "final_loss": loss_v, "teacher": teacher.name,
                "degradation": degradation, "degradation_key": cache.degradation.key, "variants": cache.variants,
                "teacher_fingerprint": teacher.fingerprint, "data": data.source, "data_hash": data.data_hash,
-               "teacher_seconds": round(teacher_s, 2), "train_seconds": round(time.time() - t_train, 2),
+               "teacher_seconds": round(teacher_s, 2), "teacher_computed_per_rank": computed,
+               "train_seconds": round(time.time() - t_train, 2),
                "config": asdict(cfg), **run_info}
     model.eval()
     if main:
