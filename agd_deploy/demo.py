@@ -50,7 +50,7 @@ class DemoConfig:
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
     native_side: int = 64       # the native protocol's input: a centre crop of each held-out photo, not downscaled
-    train_degradation: str | None = None  # None: the teacher's default (realesrgan for Real-ESRGAN x4plus)
+    train_degradation: str | None = None  # None: the teacher's default (teachers.default_degradation: bicubic for SR)
     train_variants: int = 2     # degraded variants per training image: the search recipe's (one teacher cache);
                                 # each costs the teacher once per image (~2.5 s at 48x48 LR on 2 Zen 1 cores)
     device: str = "auto"        # search/train/teacher device (train.device); latency is measured on the target

@@ -14,7 +14,7 @@ from agd_deploy.data.degrade import (RealESRGAN, RealESRGANConfig, StageConfig, 
                                      sinc_kernel)
 from agd_deploy.data.images import Images
 from agd_deploy.errors import AgdError
-from agd_deploy.teachers import Teacher, default_degradation
+from agd_deploy.teachers import Teacher, default_degradation, suggested_degradation
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,10 @@ def test_names():
     clean = sum(np.array_equal(degrade(img, 4, mix, 0, v)[1], make_lr(img, 4)[1]) for v in range(40))
     assert 4 <= clean <= 22  # ~30% of the draws are plain bicubic; realesrgan alone never is
     assert not any(np.array_equal(degrade(img, 4, "realesrgan", 0, v)[1], make_lr(img, 4)[1]) for v in range(10))
-    assert default_degradation("realesrgan-x4plus") == "realesrgan"
-    assert default_degradation("esrgan-pth:/m/RealESRGAN_x4plus.pth") == "realesrgan"
+    assert default_degradation("realesrgan-x4plus") == "bicubic"  # opt-in: benchmarks/results/degradation.md
+    assert suggested_degradation("realesrgan-x4plus") == "realesrgan"
+    assert suggested_degradation("esrgan-pth:/m/RealESRGAN_x4plus.pth") == "realesrgan"
+    assert suggested_degradation("esrgan-pth:/m/ESRGAN_SRx4.pth") == "bicubic"
     assert default_degradation("esrgan-pth:/m/ESRGAN_SRx4.pth") == "bicubic"
     assert default_degradation("cyclegan-pth:/m/horse2zebra.pth") == "bicubic"
 

@@ -35,7 +35,8 @@ from .options import device_options
 @click.option("--degradation", default=None, callback=lambda c, p, v: _check_degradation(v),
               help="LR inputs teacher and student see: bicubic, realesrgan (Real-ESRGAN's second-order blur/"
                    "resize/noise/JPEG), realesrgan+clean (30% of draws clean bicubic), jpeg:Q or noise:S. "
-                   "Default: realesrgan for Real-ESRGAN teachers, else bicubic.")
+                   "Default: jpeg:Q for the waifu2x denoise teachers, else bicubic (realesrgan is opt-in: "
+                   "benchmarks/results/degradation.md).")
 @click.option("--variants", type=click.IntRange(min=1), default=2, show_default=True,
               help="Degraded variants per image, cached with the teacher's outputs (random degradations only).")
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)

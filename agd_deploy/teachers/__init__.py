@@ -54,19 +54,30 @@ REALWORLD = ("realesrgan-x4plus",)
 
 
 def default_degradation(teacher) -> str:
-    """The degradation a student of `teacher` (spec or Teacher) is distilled on: `realesrgan` for Real-ESRGAN-
-    family teachers (trained for real photos: blur, noise, JPEG), `jpeg:Q` for the named ncnn denoise models
-    (waifu2x noise level 0..3 -> Q 90/75/50/25: JPEG-artefact removal), `bicubic` for the others (at scale 1
-    bicubic is the identity: the input is the image itself, as for a CycleGAN checkpoint)."""
+    """The degradation a student of `teacher` (spec or Teacher) is distilled on by default: `jpeg:Q` for the named
+    ncnn denoise models (waifu2x noise level 0..3 -> Q 90/75/50/25: JPEG-artefact removal), `bicubic` for the
+    others (at scale 1 bicubic is the identity: the input is the image itself, as for a CycleGAN checkpoint).
+
+    Real-ESRGAN-family teachers (REALWORLD) were trained on `realesrgan` degradations, but that is opt-in
+    (`--degradation realesrgan`, `suggested_degradation`): within the demo's training budget a student distilled
+    on them lost to the bicubic-trained one on every protocol but degraded LR (benchmarks/results/degradation.md),
+    so it is not the default until a schedule that pays off is measured."""
     name = str(getattr(teacher, "name", teacher))
     from .ncnn_teacher import DENOISE_JPEG_QUALITY, denoise_level
 
     level = denoise_level(name)
     if level is not None:
         return f"jpeg:{DENOISE_JPEG_QUALITY[level]}"
+    return "bicubic"
+
+
+def suggested_degradation(teacher) -> str:
+    """What the teacher was trained on, for users who distil for real photos: `realesrgan` for Real-ESRGAN-family
+    teachers, else `default_degradation`."""
+    name = str(getattr(teacher, "name", teacher))
     if name in REALWORLD or (name.startswith("esrgan-pth:") and "realesr" in Path(name.split(":", 1)[1]).name.lower()):
         return "realesrgan"
-    return "bicubic"
+    return default_degradation(teacher)
 
 
 def is_teacher_spec(spec: str) -> bool:
@@ -116,5 +127,5 @@ def load_onnx_teacher(path: str) -> OnnxTeacher:
                        fingerprint=f"onnx:{sha256_file(p)[:16]}")
 
 
-__all__ = ["NAMED", "NCNN_NAMED", "OnnxTeacher", "REALWORLD", "Teacher", "default_degradation", "is_teacher_spec",
+__all__ = ["NAMED", "NCNN_NAMED", "OnnxTeacher", "REALWORLD", "Teacher", "default_degradation", "is_teacher_spec", "suggested_degradation",
            "load_teacher"]

@@ -62,7 +62,7 @@ class TrainConfig:
     device: str = "auto"          # auto|cpu|cuda|cuda:N (train.device); teacher outputs are computed there too
     amp: str = "auto"             # CUDA mixed precision: auto (bf16, else fp16) | bf16 | fp16 | off; off on CPU
     degradation: str | None = None  # the LR inputs (data/degrade.py); None: the teacher's default
-                                    # (teachers.default_degradation: realesrgan for Real-ESRGAN, else bicubic)
+                                    # (teachers.default_degradation: jpeg:Q for denoise teachers, else bicubic)
     variants: int = 2             # degraded variants per image in the teacher cache (a random degradation):
                                   # each costs one teacher run per image, once; sr_x4_tiny and the demo use 2
     degradation_seed: int = 0     # seeds the variants' draw (not `seed`: a new training seed reuses the cache)
