@@ -39,9 +39,9 @@ def folder(tmp_path):
     return d
 
 
-def test_image_folder(folder, capsys):
+def test_image_folder(folder, caplog):
     imgs = ImageFolder(folder)
-    err = capsys.readouterr().err
+    err = caplog.text  # warnings go through the agd_deploy logger
     assert "notes.txt" in err and "broken.png" in err
     assert imgs.names == ["camera.jpg", "cat.png", "coffee.png"]
     for _, a in imgs:
@@ -134,10 +134,10 @@ def test_patches_aligned_and_deterministic(folder, tmp_path):
     assert float(x.min()) >= 0 and float(x.max()) <= 1
 
 
-def test_patches_too_small(folder, tmp_path, capsys):
+def test_patches_too_small(folder, tmp_path, caplog):
     cache = TeacherCache(NearestTeacher(), ImageFolder(folder), tmp_path / "cache", progress=False)
     ds = PatchDataset(cache, patch=20)  # only coffee's LR (22x32) holds a 20x20 patch
     assert [s.name for s in ds.samples] == ["coffee.png"]
-    assert "smaller than the patch" in capsys.readouterr().err
+    assert "smaller than the patch" in caplog.text
     with pytest.raises(AgdError, match="large enough"):
         PatchDataset(cache, patch=64)

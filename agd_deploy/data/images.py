@@ -9,7 +9,6 @@ thousands of images (DIV2K's 800) is never in memory at once."""
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,17 @@ BUILTIN_HELDOUT = ("chelsea", "coffee", "camera", "coins")
 
 
 def warn(msg: str) -> None:
-    sys.stderr.write(f"warning: {msg}\n")
+    from ..log import warn as log_warn
+
+    log_warn(msg)
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, say_converted: bool = True) -> np.ndarray:
     """uint8 RGB HxWx3. Raises OSError/ValueError for unreadable files (also for a header claiming more
-    pixels than PIL's decompression-bomb limit: PIL raises its own exception type for that)."""
+    pixels than PIL's decompression-bomb limit: PIL raises its own exception type for that). say_converted:
+    warn once for a user's file that is not plain RGB (off for the built-in set, grey photos on purpose)."""
     try:
-        return _load_image(path)
+        return _load_image(path, say_converted)
     except Image.DecompressionBombError as e:
         raise ValueError(str(e).split(",")[0]) from None
 
@@ -53,12 +55,12 @@ def _warn_converted(path, mode: str) -> None:
     warn(f"{path}: {mode} pixels, {how}")
 
 
-def _load_image(path: str | Path) -> np.ndarray:
+def _load_image(path: str | Path, say_converted: bool = True) -> np.ndarray:
     with Image.open(path) as im:
         im.load()
-        if im.mode not in ("RGB", "P"):
+        if im.mode not in ("RGB", "P") and say_converted:
             _warn_converted(path, im.mode)
-        elif im.mode == "P" and "transparency" in im.info:
+        elif im.mode == "P" and "transparency" in im.info and say_converted:
             _warn_converted(path, "P+alpha")
         if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
             im = im.convert("RGBA")
@@ -200,7 +202,7 @@ def builtin_images(split: str = "train") -> Images:
         if path is None:
             warn(f"built-in image {n} is not in this scikit-image install")
             continue
-        arrays.append(load_image(path))
+        arrays.append(load_image(path, say_converted=False))
         kept.append(n)
     return Images(kept, arrays, f"built-in images ({split})")
 
