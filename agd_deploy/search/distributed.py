@@ -213,3 +213,18 @@ def init_from_env(device: str | torch.device | None = None, amp: str | None = "o
                            f"{t:.0f} s ({type(e).__name__}: {msg}); are all {world} ranks started and is the "
                            f"rendezvous endpoint reachable? ({TIMEOUT_ENV} sets the limit)") from None
     return Dist(rank, world, local, dev, comp, be if world > 1 else None)
+
+
+def debug_hash(module: torch.nn.Module, rank: int) -> None:
+    """With AGD_DEBUG_PARAM_HASH=DIR, each rank writes DIR/rank<r>.sha256 of its final parameters (train and
+    search; the tests check that every rank ends with identical weights)."""
+    import hashlib
+
+    d = os.environ.get("AGD_DEBUG_PARAM_HASH")
+    if not d:
+        return
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
+    Path(d).mkdir(parents=True, exist_ok=True)
+    (Path(d) / f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")

@@ -18,7 +18,7 @@ from ..utils import atomic_write_json, format_shape, sha256_file
 from .config import SearchConfig
 from .cost import CostModel, FlopsCost, LatencyCost, linear_fit
 from .derive import check_budget, project
-from .distributed import Dist, init_from_env
+from .distributed import Dist, debug_hash, init_from_env
 
 
 @dataclass
@@ -198,23 +198,7 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
     result = Arch(arch.space, arch.ops, arch.widths, list(cfg.input_shape), meta).to_dict()
     if dist.is_main:
         atomic_write_json(out / "arch.json", result)
-    _debug_hash(net, dist.rank)
+    debug_hash(net, dist.rank)
     dist.barrier()
     dist.close()
     return result
-
-
-def _debug_hash(net, rank: int) -> None:
-    """With AGD_DEBUG_PARAM_HASH=DIR, each rank writes DIR/rank<r>.sha256 of its final supernet (tests check
-    that the all-reduce leaves every rank with identical weights)."""
-    import hashlib
-    import os
-
-    d = os.environ.get("AGD_DEBUG_PARAM_HASH")
-    if not d:
-        return
-    h = hashlib.sha256()
-    for k, v in sorted(net.state_dict().items()):
-        h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
-    Path(d).mkdir(parents=True, exist_ok=True)
-    (Path(d) / f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")

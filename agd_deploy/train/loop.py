@@ -122,7 +122,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         raise AgdError(f"teacher {teacher.name} is x{teacher.scale}, the {sp.name} space is x{sp.scale}")
     torch.set_num_threads(max(1, cfg.threads))
     from ..data.patches import shard_bounds
-    from ..search.distributed import env_world, init_from_env, timeout_s
+    from ..search.distributed import debug_hash, env_world, init_from_env, timeout_s
 
     _rank, world, _local = env_world()
     if world > cfg.batch:  # every rank needs a patch; checked before the rendezvous, so every rank says it
@@ -272,26 +272,10 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         if log_path.is_file():
             shutil.copy(log_path, out / "log.jsonl")
         shutil.rmtree(partial, ignore_errors=True)
-    _debug_hash(model, dist.rank)
+    debug_hash(model, dist.rank)
     dist.barrier()
     dist.close()
     return {**summary, "ckpt": str(out), "rank": dist.rank}
-
-
-def _debug_hash(model, rank: int) -> None:
-    """With AGD_DEBUG_PARAM_HASH=DIR, each rank writes DIR/rank<r>.sha256 of its final parameters (the tests
-    check that every rank ends with identical weights)."""
-    import hashlib
-    import os
-
-    d = os.environ.get("AGD_DEBUG_PARAM_HASH")
-    if not d:
-        return
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode() + v.detach().cpu().contiguous().numpy().tobytes())
-    Path(d).mkdir(parents=True, exist_ok=True)
-    (Path(d) / f"rank{rank}.sha256").write_text(h.hexdigest() + "\n")
 
 
 def _read_json(p: Path) -> dict:
