@@ -51,15 +51,35 @@ def agd(capsys):
     return run
 
 
-@pytest.mark.parametrize("target", ["ort-cpu-fp32", "ort-cpu-int8"])
-def test_profile_subset_writes_schema_1(tmp_path, target, monkeypatch):
-    from agd_deploy.runtimes import targets as T
+_PROFILE_IN_A_FRESH_PROCESS = """
+import json, sys
+from agd_deploy.runtimes import targets as T
+from agd_deploy.profiling.profile import ProfileConfig, profile
+loads = []
+real_load = T.load_session
+T.load_session = lambda *a, **k: loads.append(a[1]) or real_load(*a, **k)
+target, shape, only, out = json.loads(sys.argv[1])
+res = profile(ProfileConfig(target=target, input_shape=shape, rounds=3, only=only), out, progress=False)
+print(json.dumps({"loads": loads, "entries": res.entries, "noise": res.noise}))
+"""
 
-    loads = []
-    real_load = T.load_session
-    monkeypatch.setattr(T, "load_session", lambda *a, **k: loads.append(a[1]) or real_load(*a, **k))
+
+@pytest.mark.parametrize("target", ["ort-cpu-fp32", "ort-cpu-int8"])
+def test_profile_subset_writes_schema_1(tmp_path, target):
+    # In a fresh interpreter, as `agd profile` runs: in the full suite's one process, the int8 case segfaulted
+    # (2026-12-01, deterministically at this test, not when its file or its neighbours ran alone; not yet
+    # explained) -- the profile itself is what this test checks.
     out = tmp_path / "t.json"
-    res = profile(ProfileConfig(target=target, input_shape=SHAPE, rounds=3, only=SUBSET), out, progress=False)
+    proc = subprocess.run([sys.executable, "-c", _PROFILE_IN_A_FRESH_PROCESS,
+                           json.dumps([target, SHAPE, SUBSET, str(out)])],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    loads = got["loads"]
+
+    class res:  # noqa: N801 - the fields the assertions below read
+        entries, noise = got["entries"], got["noise"]
+
     # 3 rounds = 3 timing passes (at most one per round), each with fresh sessions of every model (blocks + identity)
     assert len(loads) == 3 * (len(SUBSET) + 1) and len(set(loads)) == len(SUBSET) + 1
     lut = LUT.load(out)
