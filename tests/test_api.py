@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
@@ -20,6 +22,7 @@ def test_api_names_survive_importing_the_subpackages():
         assert callable(getattr(agd, name)) and getattr(agd, name).__module__ == "agd_deploy.api", name
 
 
+@pytest.mark.slow  # the whole chain (check, search, train, export): minutes, the suite's longest test
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     block = re.search(r"## From Python.*?```python\n(.*?)```", README.read_text(), re.S).group(1)
     monkeypatch.chdir(tmp_path)

@@ -112,6 +112,7 @@ def test_rescaled_copy_predicts_times_the_factor():
         rescaled(lut, CheckResult("stale", 0.3, 0.2, 0.7, 0.01, 0.05, 1.0, 3, "", None, {}, False))
 
 
+@pytest.mark.slow  # real timing of every reference net, twice (check + gate): over a minute on 2 cores
 def test_check_of_a_table_whose_nets_moved_apart_is_stale_and_gated(tmp_path, monkeypatch, capsys):
     """Real timing: the table's reference nets re-timed here. Scaling them by 0.3x..3x makes the table stale on
     any machine; the gate then refuses it in one line naming both devices, unless allowed (loudly)."""
