@@ -66,9 +66,9 @@ print(json.dumps({"loads": loads, "entries": res.entries, "noise": res.noise}))
 
 @pytest.mark.parametrize("target", ["ort-cpu-fp32", "ort-cpu-int8"])
 def test_profile_subset_writes_schema_1(tmp_path, target):
-    # In a fresh interpreter, as `agd profile` runs: in the full suite's one process, the int8 case segfaulted
-    # (2026-12-01, deterministically at this test, not when its file or its neighbours ran alone; not yet
-    # explained) -- the profile itself is what this test checks.
+    # In a fresh interpreter, as `agd profile` runs: in the full suite's one process the int8 case segfaulted
+    # here after an earlier test had forked pytest's process (DataLoader workers, now run in a subprocess too);
+    # the profile itself is what this test checks.
     out = tmp_path / "t.json"
     proc = subprocess.run([sys.executable, "-c", _PROFILE_IN_A_FRESH_PROCESS,
                            json.dumps([target, SHAPE, SUBSET, str(out)])],
