@@ -80,19 +80,8 @@ def test_train_two_ranks_sigkill_resume_identical_and_agrees_with_world_1(setup,
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     state = out.with_name("ck.partial") / "state.pt"
-    deadline = time.time() + 240
-    while not state.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    assert p.poll() is None, "training ended before its first checkpoint: " + p.communicate()[1][-1500:]
-    ranks = [c for c in _children(p.pid)]
-    assert len(ranks) == 2, ranks
-    os.kill(ranks[-1], signal.SIGKILL)
-    try:
-        _, err = p.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        raise
-    assert p.returncode != 0 and not out.exists()
+    _kill_one_rank_after(p, state, "training")
+    assert not out.exists()
     saved = torch.load(state, weights_only=True)["step"]
     assert 5 <= saved < steps and saved % 5 == 0
 
