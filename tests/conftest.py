@@ -21,3 +21,7 @@ def _agd_cache(tmp_path_factory, monkeypatch):
     """A per-session cache dir unless the user points AGD_CACHE_DIR somewhere (teacher conversions are cached)."""
     if "AGD_CACHE_DIR" not in os.environ:
         monkeypatch.setenv("AGD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "agd-cache"))
+
+
+# Timing in tests never waits for a quiet machine (runtimes/quiet.py): a busy CI box gets a warning, not a stall.
+os.environ.setdefault("AGD_QUIET_WAIT_S", "0")

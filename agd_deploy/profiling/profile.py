@@ -432,6 +432,7 @@ def _time_all(cfg: ProfileConfig, names: list[str], part: "_Partial", progress: 
     1.3-2x their usual time in every round of one session, at their usual time in another session of the
     same file), which one set of sessions cannot tell apart from the block's true cost. The statistic over
     all passes drops it; whole nets did not show it."""
+    from ..runtimes.quiet import Guard
     from ..runtimes.timing import time_artifacts
 
     def record(r: int, sample: dict[str, float]) -> None:
@@ -446,10 +447,25 @@ def _time_all(cfg: ProfileConfig, names: list[str], part: "_Partial", progress: 
     for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
         rounds = range(max(lo, int(part.data["rounds_done"])), hi)
         if rounds:
+            guard = Guard.from_env(f"the profile of {cfg.target}", check_load=cfg.clock != "cuda")
             time_artifacts(cfg.target, {k: part.artifacts[k] for k in names}, rounds, threads=cfg.threads,
-                           clock=cfg.clock, seed=cfg.seed, on_round=record, budget_s=None,
+                           clock=cfg.clock, seed=cfg.seed, on_round=record, budget_s=None, guard=guard,
                            progress=f"timing {len(names)} models, pass {i + 1}/{len(bounds) - 1}" if progress
                            else False)
+            part.data["quiet"] = merge_quiet(part.data.get("quiet"), guard.report())
+            part.save()
+
+
+def merge_quiet(before: dict | None, now: dict) -> dict:
+    """The quiet-machine record of a profile's passes (and its resumed runs) added up: the table says how many
+    rounds other processes disturbed and how long it waited for quiet."""
+    if not before:
+        return dict(now)
+    out = {k: round(before.get(k, 0) + now[k], 1) for k in ("rounds", "disturbed_rounds", "retried_rounds",
+                                                               "waited_lock_s", "waited_quiet_s")}
+    out["max_other_cores"] = max(before.get("max_other_cores", 0.0), now["max_other_cores"])
+    out["busy_cores_limit"] = now["busy_cores_limit"]
+    return out
 
 
 def _table(cfg: ProfileConfig, sp, shape, blocks, refs, part: "_Partial") -> tuple[LUT, float]:
@@ -481,7 +497,7 @@ def _table(cfg: ProfileConfig, sp, shape, blocks, refs, part: "_Partial") -> tup
     extra: dict[str, Any] = {"clock": cfg.clock, "profile": {
         "rounds": cfg.rounds, "call_ms": round(call_ms, 6), "reference_nets": refs_out,
         "noise_median_rel_diff": round(noise_rel, 4), "noise_parts": {k: round(v, 4) for k, v in noise_parts.items()},
-        "complete": not cfg.only}}
+        "complete": not cfg.only, "quiet": part.data.get("quiet")}}
     if cfg.int8:
         extra["lowering"] = {"ort_int8": dict(cfg.int8), "chosen_for": identify().device_class}
     lut = LUT(target=cfg.target, space=sp.name, space_hash=sp.space_hash, input_shape=shape, threads=cfg.threads,

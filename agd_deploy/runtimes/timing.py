@@ -205,8 +205,10 @@ WATCHES: dict[str, Callable[[], Any]] = {"cpu": ThreadCpuWatch, "cuda": CudaEven
 
 
 def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: str = "cpu",
-                 seed: int = 0) -> Iterator[tuple[int, dict[str, float]]]:
-    """Yield (round index, {name: ms}) for each round of `rounds`; one sample per model per round."""
+                 seed: int = 0, guard=None) -> Iterator[tuple[int, dict[str, float]]]:
+    """Yield (round index, {name: ms}) for each round of `rounds`; one sample per model per round.
+    guard: a `quiet.Guard` (time_runs passes one): each round holds the machine's timing lock, and a round
+    that other processes disturbed is timed again once the machine is quiet."""
     if clock not in CLOCKS:
         raise ValueError(f"clock must be one of {CLOCKS}")
     last: dict[str, float] = {}
@@ -223,8 +225,12 @@ def timed_rounds(runs: Mapping[str, Callable[[], Any]], rounds: range, clock: st
     wrapped = {k: wrap(k, fn, WATCHES[clock]()) for k, fn in runs.items()} if own else dict(runs)
     first = True
     for r in rounds:
-        stats = measure(wrapped, rounds=1, warmup=2 if first else 0, seed=seed * 100_003 + r)
-        first = False
+        while True:
+            with (guard.round() if guard is not None else contextlib.nullcontext(None)) as res:
+                stats = measure(wrapped, rounds=1, warmup=2 if first else 0, seed=seed * 100_003 + r)
+            first = False
+            if res is None or not res.redo:
+                break
         if own:
             yield r, {k: last[k] for k in runs}
         else:
@@ -247,23 +253,32 @@ def target_clock(target, threads: int) -> str:
 
 def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, threads: int = 1, clock: str = "cpu",
               seed: int = 0, progress: bool | str = False, budget_s: float | None = None, min_rounds: int = 2,
-              on_round: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, list[float]]:
+              on_round: Callable[[int, dict[str, float]], None] | None = None,
+              guard=None) -> dict[str, list[float]]:
     """THE timing call: prepared callables timed interleaved (`timed_rounds`) with `threads` pinned; returns
     {name: samples in ms}, one sample per round. `rounds`: a count, or the range of round indices (a resumed
     profile continues its seeds). budget_s: stop once the next round would end past it (never before
-    `min_rounds`). on_round(index, {name: ms}) after each round (checkpoints)."""
+    `min_rounds`; waits for a quiet machine do not count). on_round(index, {name: ms}) after each round
+    (checkpoints). Every round goes through a `quiet.Guard`: the machine's timing lock, and rounds that other
+    processes disturbed are timed again (`AGD_BUSY_CORES`, `AGD_QUIET_WAIT_S`; runtimes/quiet.py); pass your
+    own `guard` to read its `report()` afterwards."""
     rounds = range(rounds) if isinstance(rounds, int) else rounds
     samples: dict[str, list[float]] = {k: [] for k in runs}
-    t0 = last = time.perf_counter()
+    last = time.perf_counter()
+    elapsed = waits_before = 0.0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(rounds), desc=progress if isinstance(progress, str) else "timing", unit="round",
                    leave=False)
+    from .quiet import Guard
+
+    if guard is None:
+        guard = Guard.from_env(progress if isinstance(progress, str) else "timing", check_load=clock != "cuda")
     try:
         with pinned(threads):
-            for r, sample in timed_rounds(runs, rounds, clock, seed=seed):
+            for r, sample in timed_rounds(runs, rounds, clock, seed=seed, guard=guard):
                 for k, ms in sample.items():
                     samples[k].append(ms)
                 if on_round is not None:
@@ -271,13 +286,17 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
                 if bar is not None:
                     bar.update(1)
                 now = time.perf_counter()
+                waits = guard.waited_lock_s + guard.waited_quiet_s  # waiting for quiet is not timing time
+                round_s, waits_before = now - last - (waits - waits_before), waits
+                elapsed += round_s
                 if budget_s is not None and len(samples[next(iter(runs))]) >= min_rounds and \
-                        (now - t0) + (now - last) > budget_s:
+                        elapsed + round_s > budget_s:
                     break
                 last = now
     finally:
         if bar is not None:
             bar.close()
+        guard.finish()
     return samples
 
 

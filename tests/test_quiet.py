@@ -1,0 +1,106 @@
+"""The quiet-machine guard of the timing service (agd_deploy/runtimes/quiet.py): real processes, real load."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from agd_deploy.runtimes import quiet
+from agd_deploy.runtimes.timing import time_runs
+
+pytestmark = pytest.mark.skipif(quiet._machine_busy_s() is None, reason="no /proc/stat on this OS")
+
+SPIN = [sys.executable, "-c", "while True: pass"]
+
+
+def _others(seconds: float = 1.0) -> float:
+    m = quiet.LoadMeter()
+    m.start()
+    time.sleep(seconds)
+    return m.others()
+
+
+def _spin_here(seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def test_load_meter_counts_other_processes_not_this_one():
+    if _others() > 0.3:
+        pytest.skip("the machine is busy already: other processes' load cannot be told apart")
+    m = quiet.LoadMeter()
+    m.start()
+    _spin_here(1.0)  # this process busy: not "others"
+    own_busy = m.others()
+    spinner = subprocess.Popen(SPIN)
+    try:
+        time.sleep(0.3)
+        m.start()
+        _spin_here(1.0)
+        with_spinner = m.others()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert with_spinner >= 0.7, with_spinner  # one spinning process is about one core
+    assert with_spinner >= own_busy + 0.5, (own_busy, with_spinner)
+
+
+def test_disturbed_round_is_timed_again_once_quiet():
+    if _others() > 0.3:
+        pytest.skip("the machine is busy already: the guard cannot be shown to wait for quiet")
+    spinner = subprocess.Popen(SPIN)
+    threading.Timer(2.0, spinner.kill).start()
+    time.sleep(0.3)
+    guard = quiet.Guard(what="test", busy_cores=0.5, wait_s=30)
+    try:
+        t0 = time.monotonic()
+        samples = time_runs({"spin": lambda: _spin_here(0.15)}, 3, guard=guard)
+        took = time.monotonic() - t0
+    finally:
+        spinner.kill()
+        spinner.wait()
+    rep = guard.report()
+    assert len(samples["spin"]) == 3  # a redone round still gives one sample
+    assert rep["disturbed_rounds"] >= 1 and rep["retried_rounds"] >= 1, rep
+    assert rep["waited_quiet_s"] > 0.5 and took < 20, (rep, took)
+
+
+def test_gives_up_waiting_and_says_so(caplog):
+    spinner = subprocess.Popen(SPIN)
+    try:
+        time.sleep(0.3)
+        guard = quiet.Guard(what="busy test", busy_cores=0.5, wait_s=1.0)
+        with caplog.at_level("WARNING"):
+            samples = time_runs({"spin": lambda: _spin_here(0.15)}, 2, guard=guard)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert len(samples["spin"]) == 2
+    assert guard.report()["disturbed_rounds"] >= 1
+    assert any("timed on a busy machine" in r.getMessage() for r in caplog.records)
+
+
+def test_two_processes_never_time_at_once(tmp_path):
+    """Both time with the wall clock; every call of one lies outside every call of the other."""
+    script = textwrap.dedent("""
+        import json, sys, time
+        from agd_deploy.runtimes.timing import time_runs
+        spans = []
+        def call():
+            t0 = time.time(); time.sleep(0.05); spans.append((t0, time.time()))
+        time_runs({"a": call, "b": call}, 4, clock="wall")
+        json.dump(spans, open(sys.argv[1], "w"))
+    """)
+    env = dict(__import__("os").environ, AGD_TIMING_LOCK=str(tmp_path / "timing.lock"), AGD_QUIET_WAIT_S="0")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"{n}.json")], env=env)
+             for n in "AB"]
+    assert all(p.wait(timeout=120) == 0 for p in procs)
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "AB")
+    assert len(a) == len(b) == 2 * 2 + 4 * 2 * 2  # warm-up 2 each, then per round one untimed + one timed each
+    overlaps = [(x, y) for x in a for y in b if x[0] < y[1] and y[0] < x[1]]
+    assert not overlaps, overlaps[:3]
