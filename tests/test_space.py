@@ -61,6 +61,28 @@ def test_space_hash_is_stable_and_distinct():
     assert hashlib.sha256(blob).hexdigest()[:16] == sr.space_hash
 
 
+def test_st_frame_v3_wiring():
+    """ST frame 3: nearest x2 + conv upsamplers (ORT leaves ConvTranspose float in int8), no tanh, and a global
+    identity skip whose last conv starts small, so a fresh student returns about its input (the do-nothing
+    baseline of a denoise teacher: PSNR vs the input ~33-35 dB here). The SR frame keeps its version and hash."""
+    from torch import nn
+
+    sr, st = get_space("sr"), get_space("st")
+    assert (sr.frame_version, st.frame_version) == (2, 3)
+    assert [s.kind for s in st.slots(64, 64)][-4:] == ["up1", "up2", "last", "skip"]
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = build(Arch.sample("st", seed)).eval()
+        kinds = {type(m) for m in net.modules()}
+        assert nn.ConvTranspose2d not in kinds and nn.Tanh not in kinds and nn.InstanceNorm2d not in kinds
+        assert nn.ReflectionPad2d not in kinds
+        x = torch.rand(2, 3, 64, 64) * 2 - 1
+        with torch.no_grad():
+            y = net(x)
+        psnr = 10 * torch.log10(4 / ((y - x) ** 2).mean())
+        assert 28 < float(psnr) < 60, float(psnr)  # near the input, but the residual path is alive
+
+
 def test_reference_nets_match_the_paper_table():
     esr = count(nets.create("esrgan"), (1, 3, 256, 256))
     assert abs(esr.gmacs - 1176.61) / 1176.61 < 0.01 and abs(esr.size_mb - 66.8) / 66.8 < 0.01

@@ -28,8 +28,8 @@ def _derived_blocks(net):
         out = [net.stem]
         for cell in net.cells:
             out += list(cell) + [net.cellsum]
-        return out + [net.body, net.up1, net.up2, net.hr, net.last]
-    return [net.stem, net.down1, net.down2, *net.positions, net.up1, net.up2, net.last]
+        return out + [net.body, net.up1, net.up2, net.hr, net.last, net.skip]
+    return [net.stem, net.down1, net.down2, *net.positions, net.up1, net.up2, net.last, net.skip]
 
 
 @pytest.mark.parametrize("space,shape", [("sr", (1, 3, 16, 16)), ("st", (1, 3, 32, 32))])
@@ -53,6 +53,17 @@ def test_supernet_one_hot_at_max_width_is_the_derived_net(space, shape):
         assert torch.allclose(sup(x, sup.width_masks("max"), w), ref, atol=1e-5)
         assert torch.allclose(sup(x, sup.width_masks("max"), w, single_path=True), ref, atol=1e-5)
     assert ref.shape[-1] == shape[-1] * sp.scale
+    assert len(_derived_blocks(derived)) == len(sup.slots)
+
+
+def test_fresh_st_supernet_starts_at_its_input():
+    """The ST identity skip with the last conv's small init: an untrained supernet returns about its input."""
+    torch.manual_seed(0)
+    sup = SuperNet("st").eval()
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        y = sup(x, sup.width_masks("max"))
+    assert 0 < float((y - x).abs().mean()) < 0.1  # 0.05 here; a net without the skip is ~0.5 off
 
 
 def test_width_masks_and_gradients():

@@ -104,7 +104,7 @@ class SuperNet(nn.Module):
                 single_path: bool = False):
         """Run the frame with the given width masks and op weights (default: softmax(alpha); `single_path`
         when they are one-hot). The wiring mirrors SRNet/STNet: cells add 0.2*f(x) to their input, the trunk
-        conv adds the stem's features, the SR skip adds bilinear x4 of the input."""
+        conv adds the stem's features, the SR skip adds bilinear x4 of the input, the ST skip the input itself."""
         w = self.op_probs() if op_weights is None else op_weights
         x0, h, feat, y = x, x, None, None
         for slot, blk in zip(self.slots, self.blocks):

@@ -34,7 +34,8 @@ class SRNet(nn.Module):
 
 
 class STNet(nn.Module):
-    """Derived image-to-image generator. Input and output RGB in [-1,1], same size."""
+    """Derived image-to-image generator. Input and output RGB in [-1,1], same size; the output is the input
+    plus a learned residual (a fresh net returns about its input)."""
 
     def __init__(self, arch: Arch):
         super().__init__()
@@ -43,11 +44,11 @@ class STNet(nn.Module):
         blocks = [sp.build_block(b) for b in arch.blocks()]
         self.stem, self.down1, self.down2 = blocks[:3]
         self.positions = nn.Sequential(*blocks[3:3 + sp.n_positions])
-        self.up1, self.up2, self.last = blocks[3 + sp.n_positions:]
+        self.up1, self.up2, self.last, self.skip = blocks[3 + sp.n_positions:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.positions(self.down2(self.down1(self.stem(x))))
-        return self.last(self.up2(self.up1(h)))
+        return self.skip(x, self.last(self.up2(self.up1(h))))
 
 
 def build(arch: Arch) -> nn.Module:

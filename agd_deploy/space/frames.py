@@ -18,9 +18,13 @@ from torch import nn
 
 from .ops import OPS, SR_FLAVOUR, ST_FLAVOUR, EXPAND, Flavour, make_op, width_choices
 
-# Bump when the forward logic of an op or a fixed block changes: it changes space_hash.
+# Bump when the forward logic of an op or a fixed block changes, and set the changed frames' `frame_version`
+# to it: it changes their space_hash (a frame left at its old version keeps its hash and its tables).
 # 2: the SR frame adds a global bilinear x4 skip (the net learns a residual over bilinear upsampling).
-FRAME_VERSION = 2
+# 3: the ST frame adds a global identity skip (output = input + last 7x7 conv, no tanh; a fresh net starts at
+#    its input); its upsamplers become nearest x2 + 3x3 conv, its 7x7 convs zero-padded, and it drops
+#    InstanceNorm (int8 speed: benchmarks/results/st_int8_ops.md).
+FRAME_VERSION = 3
 
 Width = str | int  # a width variable's name, or a fixed channel count
 
@@ -113,19 +117,46 @@ class BilinearSkip(nn.Module):
         return u + (u if r is None else r)
 
 
-def _conv7(cin: int, cout: int, fl: Flavour | None) -> nn.Sequential:
-    """Reflection-padded 7x7 conv; with a flavour: + norm + act (stem), without: + tanh (last)."""
-    layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(cin, cout, 7)]
-    if fl is None:
-        layers.append(nn.Tanh())
+class IdentitySkip(nn.Module):
+    """ST global skip: the input plus the net's output, so a same-resolution student starts at (and is trained
+    as a residual over) its input, the do-nothing baseline of a restoration teacher. No clamp, as in the SR
+    frame: outputs are clipped to the value range where images are written or scored. Alone (as a table
+    measures it) it adds its input to itself."""
+
+    def forward(self, x: torch.Tensor, r: torch.Tensor | None = None) -> torch.Tensor:
+        return x + (x if r is None else r)
+
+
+class UpNearestST(nn.Module):
+    """ST upsampler: nearest x2, 3x3 conv, ReLU. Not a transposed conv: ONNX Runtime and LiteRT ran
+    ConvTranspose in float in their int8 artifacts, see benchmarks/results/st_int8_ops.md."""
+
+    def __init__(self, cin: int, cout: int, fl: Flavour):
+        super().__init__()
+        self.conv = fl.conv(cin, cout, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def _conv7(cin: int, cout: int, fl: Flavour, last: bool = False) -> nn.Sequential:
+    """Zero-padded 7x7 conv; the stem: + [norm] + act; `last`: the bare conv, with a small init (0.01x in a
+    kaiming flavour, whose activations keep their scale; else 0.1x) so that a fresh net (derived or supernet)
+    starts near the identity skip's output. Zero padding, not CycleGAN's reflection: Pad stayed float in ORT's
+    int8 and LiteRT's MIRROR_PAD made the int8 7x7 block ~2.4x slower (benchmarks/results/st_int8_ops.md)."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 7, padding=3)]
+    if last:
+        with torch.no_grad():
+            layers[0].weight.mul_(0.01 if fl.kaiming else 0.1)
+            layers[0].bias.zero_()
     else:
-        layers += [nn.InstanceNorm2d(cout, affine=True), fl.act_layer()]
+        if fl.kaiming:
+            nn.init.kaiming_normal_(layers[0].weight, nonlinearity="relu")
+            nn.init.zeros_(layers[0].bias)
+        if fl.norm:
+            layers.append(nn.InstanceNorm2d(cout, affine=True))
+        layers.append(fl.act_layer())
     return nn.Sequential(*layers)
-
-
-def _upT(cin: int, cout: int, fl: Flavour) -> nn.Sequential:
-    # k4/s2/p1 rather than CycleGAN's k3/s2/p1/op1: the same 2x output, and litert-torch converts it.
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, 2, 1), nn.InstanceNorm2d(cout, affine=True), fl.act_layer())
 
 
 # ---------------------------------------------------------------------------------------------- spaces
@@ -138,6 +169,7 @@ class Space:
     value_range: tuple[float, float]
     flavour: Flavour
     n_positions: int
+    frame_version: int = FRAME_VERSION  # the FRAME_VERSION this frame last changed at (part of space_hash)
     default_input: tuple[int, int, int, int] = (1, 3, 64, 64)
     min_hw: int = 8
     hw_multiple: int = 1
@@ -169,8 +201,8 @@ class Space:
         samples = {}
         for spec in self._sample_specs(h, w):
             samples[spec.key] = repr(self.build_block(spec))
-        return {"frame_version": FRAME_VERSION, "name": self.name, "scale": self.scale, "ops": list(self.ops),
-                "expand": EXPAND, "flavour": self.flavour.__dict__, "width_vars": self.width_vars,
+        return {"frame_version": self.frame_version, "name": self.name, "scale": self.scale, "ops": list(self.ops),
+                "expand": EXPAND, "flavour": {k: v for k, v in self.flavour.__dict__.items() if k != "kaiming"}, "width_vars": self.width_vars,
                 "slots": slots, "samples": samples}
 
     def _sample_specs(self, h: int, w: int) -> list[BlockSpec]:
@@ -234,6 +266,7 @@ class SRSpace(Space):
     scale = 4
     value_range = (0.0, 1.0)
     flavour = SR_FLAVOUR
+    frame_version = 2
     trunk = 64
     n_cells = 5
     cell_len = 5
@@ -286,13 +319,18 @@ class SRSpace(Space):
 
 class STSpace(Space):
     """CycleGAN-like frame: 7x7 stem, two stride-2 downsamplers (->128->256), 9 searched positions at 256
-    channels, two transposed-conv upsamplers, 7x7 conv + tanh; InstanceNorm + ReLU. Stem, first downsampler
-    and both upsampler widths are searched."""
+    channels, two (nearest x2 + 3x3 conv) upsamplers, 7x7 conv; ReLU, no normalisation; + the input (global
+    identity skip, no tanh). Stem, first downsampler and both upsampler widths are searched. It differs from
+    CycleGAN's generator (nets/cyclegan.py: InstanceNorm, reflection padding, transposed convs, tanh, no skip)
+    where int8 speed or a restoration student's baseline asked for it (frame version 3): InstanceNorm, Pad and
+    ConvTranspose ran in float in the int8 artifacts (LiteRT's int8 net with them was slower than its fp32),
+    and a same-resolution student must start at its input (benchmarks/results/st_int8_ops.md)."""
 
     name = "st"
     scale = 1
     value_range = (-1.0, 1.0)
     flavour = ST_FLAVOUR
+    frame_version = 3
     trunk = 256
     n_positions = 9
     min_hw = 16
@@ -312,9 +350,10 @@ class STSpace(Space):
              Slot("down2", "down1", t, h // 2, w // 2, stride=2, fixed_op="conv3x3")]
         for i in range(n):
             s.append(Slot("pos", t if i == 0 else f"p{i - 1}", t if i == n - 1 else f"p{i}", h // 4, w // 4, position=i))
-        s += [Slot("up1", t, "up1", h // 4, w // 4, fixed_op="convT4x4"),
-              Slot("up2", "up1", "up2", h // 2, w // 2, fixed_op="convT4x4"),
-              Slot("last", "up2", 3, h, w, fixed_op="conv7x7tanh")]
+        s += [Slot("up1", t, "up1", h // 4, w // 4, fixed_op="up2conv3x3"),
+              Slot("up2", "up1", "up2", h // 2, w // 2, fixed_op="up2conv3x3"),
+              Slot("last", "up2", 3, h, w, fixed_op="conv7x7"),
+              Slot("skip", 3, 3, h, w, fixed_op="identityadd")]
         return s
 
     def _build_fixed(self, spec: BlockSpec) -> nn.Module:
@@ -324,9 +363,11 @@ class STSpace(Space):
         if spec.kind in ("down1", "down2"):
             return fl.conv(spec.cin, spec.cout, 3, stride=2)
         if spec.kind in ("up1", "up2"):
-            return _upT(spec.cin, spec.cout, fl)
+            return UpNearestST(spec.cin, spec.cout, fl)
         if spec.kind == "last":
-            return _conv7(spec.cin, spec.cout, None)
+            return _conv7(spec.cin, spec.cout, fl, last=True)
+        if spec.kind == "skip":
+            return IdentitySkip()
         raise ValueError(f"no block kind {spec.kind!r} in the st space")
 
 

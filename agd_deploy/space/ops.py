@@ -1,8 +1,10 @@
 """The four candidate ops of the AGD search space, at any input/output width.
 
 Two flavours share one definition: the SR frame uses no normalisation and LeakyReLU(0.2) (ESRGAN-like),
-the ST frame uses InstanceNorm + ReLU (CycleGAN-like). If the forward logic of anything here changes,
-bump FRAME_VERSION in frames.py: shipped latency tables were measured on the old definition."""
+the ST frame uses ReLU without normalisation since frame version 3 (CycleGAN's InstanceNorm ran in float in
+every int8 artifact: benchmarks/results/st_int8_ops.md; `norm=True` still builds it). If the forward logic of anything here changes,
+bump FRAME_VERSION in frames.py and set every frame's `frame_version` to it (both frames use these ops):
+shipped latency tables were measured on the old definition."""
 
 from __future__ import annotations
 
@@ -17,11 +19,15 @@ EXPAND = 4  # dwsblock expansion ratio (MobileNetV2 inverted residual)
 
 @dataclass(frozen=True)
 class Flavour:
-    """How convs are followed: normalisation and activation."""
+    """How convs are followed: normalisation and activation; and how they start (`kaiming`: He-normal weights,
+    zero biases, residual branches starting at 0.1x, so that a norm-free ReLU net keeps its activations' scale
+    at init; PyTorch's default init shrinks them ~0.4x per conv). Init is not part of `space_hash` (a table
+    times the same graph either way)."""
 
     name: str
     norm: bool
     act: str  # "lrelu" | "relu"
+    kaiming: bool = False
 
     def act_layer(self) -> nn.Module:
         return nn.LeakyReLU(0.2, inplace=True) if self.act == "lrelu" else nn.ReLU(inplace=True)
@@ -29,6 +35,9 @@ class Flavour:
     def conv(self, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
         """conv -> [InstanceNorm] -> [activation], zero padding k//2."""
         layers: list[nn.Module] = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=True)]
+        if self.kaiming:
+            nn.init.kaiming_normal_(layers[0].weight, nonlinearity="relu")
+            nn.init.zeros_(layers[0].bias)
         if self.norm:
             layers.append(nn.InstanceNorm2d(cout, affine=True))
         if act:
@@ -37,7 +46,23 @@ class Flavour:
 
 
 SR_FLAVOUR = Flavour("sr", norm=False, act="lrelu")
-ST_FLAVOUR = Flavour("st", norm=True, act="relu")
+ST_FLAVOUR = Flavour("st", norm=False, act="relu", kaiming=True)
+
+
+def _proj(cin: int, cout: int, fl: Flavour) -> nn.Module:
+    """A 1x1 width change (skip op, residual shortcut); He-normal in kaiming flavours like every other conv."""
+    conv = nn.Conv2d(cin, cout, 1)
+    if fl.kaiming:
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _start_small(seq: nn.Sequential, fl: Flavour) -> None:
+    """A residual branch's last conv at 0.1x its init (kaiming flavours): the block starts near its shortcut."""
+    if fl.kaiming:
+        with torch.no_grad():
+            seq[0].weight.mul_(0.1)
 
 
 class Conv3x3(nn.Module):
@@ -56,7 +81,8 @@ class Residual(nn.Module):
         super().__init__()
         self.conv1 = fl.conv(cin, cout, 3)
         self.conv2 = fl.conv(cout, cout, 3, act=False)
-        self.shortcut = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+        self.shortcut = nn.Identity() if cin == cout else _proj(cin, cout, fl)
+        _start_small(self.conv2, fl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.conv1(x)) + self.shortcut(x)
@@ -72,6 +98,8 @@ class DwsBlock(nn.Module):
         self.dw = fl.conv(hidden, hidden, 3, groups=hidden)
         self.project = fl.conv(hidden, cout, 1, act=False)
         self.use_res = cin == cout
+        if self.use_res:
+            _start_small(self.project, fl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.project(self.dw(self.expand(x)))
@@ -83,7 +111,7 @@ class Skip(nn.Module):
 
     def __init__(self, cin: int, cout: int, fl: Flavour):
         super().__init__()
-        self.proj = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+        self.proj = nn.Identity() if cin == cout else _proj(cin, cout, fl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
