@@ -2,6 +2,12 @@
 
     profile -> validate -> search -> train -> export -> measure -> evaluate -> crops -> summary + report
 
+`agd demo --task denoise` (DemoConfig.for_task("denoise")) runs the same stages on the ST frame (image-to-image,
+scale 1): a table of the st space at 64x64, search/denoise_tiny.yaml under the ms budget, distillation from
+waifu2x CUNet noise level 2 (an ncnn black box) on JPEG q50 copies of the built-in images, and PSNR/SSIM (RGB)
+of the student, its int8 artifact, the teacher and the do-nothing baseline (the JPEG input itself) vs the
+clean held-out images and vs the teacher.
+
 Each stage calls its layer's library function and leaves its artifact in the run folder (docs/ARCHITECTURE.md, Contracts,
 "A run folder"). A stage also writes a done-marker `RUN/.stages/<stage>.json` holding a key (the stage's
 settings and the sha256 of the files it read) and its result; a rerun skips a stage whose marker key still
@@ -23,6 +29,7 @@ from .utils import atomic_write_json, atomic_write_text, check_writable, format_
 
 DEFAULT_FORMATS = ("onnx", "onnx-int8", "tflite-int8", "coreml-int8")
 TEACHER = "realesrgan-x4plus"
+TASKS = ("sr", "denoise")
 
 
 @dataclass
@@ -55,6 +62,26 @@ class DemoConfig:
                                 # each costs the teacher once per image (~2.5 s at 48x48 LR on 2 Zen 1 cores)
     device: str = "auto"        # search/train/teacher device (train.device); latency is measured on the target
     amp: str = "auto"           # CUDA mixed precision of search and train (off on the CPU)
+    task: str = "sr"            # sr | denoise (for_task)
+    space: str = "sr"           # the search space of the task's recipe
+
+    @classmethod
+    def for_task(cls, task: str, **kw) -> "DemoConfig":
+        """The demo's settings for a task: `sr` (the defaults) or `denoise` (the ST frame, see the module doc).
+        The denoise schedule is short for the 15-minute goal on 2 cores: 30 search steps at 32x32 patches, 200
+        training steps, a 6-round table; the student is a demo, not a converged one (benchmarks/st_distill.py
+        trains longer). Its budget is 0.15 of the st space's ms range: the CycleGAN-sized frame reaches ~3.5
+        GMACs at 64x64, above the CUNet teacher's ~2.3 (benchmarks/results/st_distill.md), so half the range
+        would not compress the teacher."""
+        if task not in TASKS:
+            raise AgdError(f"unknown demo task {task!r}: {', '.join(TASKS)}")
+        if task == "denoise":
+            base = dict(task="denoise", space="st", recipe="denoise_tiny", teacher="waifu2x-cunet-denoise2",
+                        formats=["onnx", "onnx-int8", "tflite-int8"], budget_frac=0.15, train_steps=200,
+                        train_batch=4, train_patch=32, train_lr=1e-3, train_variants=1)
+            base.update({k: v for k, v in kw.items() if v is not None or k == "budget_ms"})
+            kw = base
+        return cls(**kw)
 
 
 def _log(msg: str) -> None:
@@ -152,8 +179,8 @@ def pick_table(cfg: DemoConfig, identity=None):
 
     shape = list(cfg.input_shape)
     if not cfg.shipped_lut:
-        return tables.find(cfg.target, "sr", shape, cfg.threads, identity=identity)
-    found = next((f for f in tables.candidates(cfg.target, "sr", shape, cfg.threads, identity=identity)
+        return tables.find(cfg.target, cfg.space, shape, cfg.threads, identity=identity)
+    found = next((f for f in tables.candidates(cfg.target, cfg.space, shape, cfg.threads, identity=identity)
                   if f.root == "shipped"), None)
     if found is None:
         raise AgdError(f"no shipped latency table for {cfg.target} at {format_shape(shape)} t{cfg.threads}; "
@@ -177,7 +204,7 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
     from .profiling.transfer import transfer
 
     shape, verdict = list(cfg.input_shape), None
-    cache_path = tables.user_path(cfg.target, "sr", shape, cfg.threads)
+    cache_path = tables.user_path(cfg.target, cfg.space, shape, cfg.threads)
     from .utils import file_lock
 
     # two demos on one cache make this device's table once: the second waits, then finds the first one's table
@@ -199,8 +226,8 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
                 transfer(found.lut, probes=cfg.transfer_probes, progress=True).table.save(cache_path)
                 src_path, source = cache_path, f"transferred from {found.path}"
         else:
-            _log(f"  profiling {cfg.target} on this machine (every block of the sr space, interleaved) ...")
-            profile(ProfileConfig(target=cfg.target, space="sr", input_shape=shape, threads=cfg.threads,
+            _log(f"  profiling {cfg.target} on this machine (every block of the {cfg.space} space, interleaved) ...")
+            profile(ProfileConfig(target=cfg.target, space=cfg.space, input_shape=shape, threads=cfg.threads,
                                   rounds=cfg.profile_rounds), cache_path, progress=True)
             source, src_path, verdict = "profiled", cache_path, "profiled"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +280,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
                      threads=cfg.train_threads, max_side=max_side, device=cfg.device, amp=cfg.amp,
                      degradation=cfg.train_degradation, variants=cfg.train_variants)
     res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
+    # (the built-in grey photos are replicated to RGB on purpose, also for the ncnn teacher: data/images.py)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
             "degradation": res.get("degradation"), "variants": res.get("variants"),
             "weights_sha256": sha256_file(out / "generator.safetensors")}
@@ -327,6 +355,73 @@ def stage_evaluate(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out_
     return out
 
 
+def stage_evaluate_st(cfg: DemoConfig, ckpt: Path, arts: dict[str, Path], out_json: Path) -> dict[str, Any]:
+    """The ST task's fidelity (train/evaluate.py at scale 1: RGB, the whole image): the student (fp32 torch
+    and every exported artifact), the teacher vs the clean held-out crops, and the do-nothing baseline (the
+    degraded input itself), each vs the clean image and vs the teacher's output on the same degraded input.
+    No native protocol: at scale 1 the degraded protocol's input is what a user feeds the model."""
+    import torch
+
+    from .train import evaluate
+
+    torch.set_num_threads(cfg.train_threads)
+    images, deg = heldout_images(cfg), train_degradation(cfg)
+    models = {"student": str(ckpt), **{f"student[{f}]": str(p) for f, p in sorted(arts.items())},
+              "teacher": cfg.teacher}
+    full: dict[str, Any] = {}
+    for name, spec in models.items():
+        _log(f"  evaluating {name}")
+        full[name] = evaluate(spec, images, scale=1, teacher=None if name == "teacher" else cfg.teacher,
+                              progress=True, protocol="degraded", degradation=deg)
+    keys = ("psnr", "ssim", "psnr_vs_teacher", "ssim_vs_teacher")
+
+    def brief(r):
+        return {k: round(r[k], 4) for k in keys if r.get(k) is not None}
+
+    inp = {k: round(v, 4) for k, v in full["student"]["input"].items()}
+    out: dict[str, Any] = {"student": brief(full["student"]), "teacher": brief(full["teacher"]), "input": inp,
+                           "bicubic": inp,  # at scale 1 bicubic is the input itself (the Contract's key)
+                           "students": {n: brief(r) for n, r in full.items() if n.startswith("student")}}
+    if "student[onnx-int8]" in full:
+        out["student_int8"] = brief(full["student[onnx-int8]"])
+    out["protocols"] = {"degraded": {"student": out["student"], "student_int8": out.get("student_int8"),
+                                     "bicubic": {k: v for k, v in inp.items() if "teacher" in k},
+                                     "degradation": full["student"]["degradation"]}}
+    rows = [{"name": r["name"], "input": r["input"], "psnr": r.get("input_psnr"), "ssim": r.get("input_ssim"),
+             "psnr_vs_teacher": r.get("bicubic_psnr_vs_teacher"), "ssim_vs_teacher": r.get("bicubic_ssim_vs_teacher")}
+            for r in full["student"]["images"]]
+    atomic_write_json(out_json, {**full, "input": {"model": "input (do nothing)", "scale": 1, "metric": "rgb",
+                                                   **full["student"]["input"], "images": rows}})
+    return out
+
+
+def stage_crops_st(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Path) -> dict[str, Any]:
+    """Each held-out crop: the degraded input, the clean image, the teacher's output and the student's (fp32,
+    int8), as PNGs for the report; inputs and the teacher's output come from the evaluation's teacher cache."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import TeacherCache
+    from .teachers import load_teacher
+    from .train import load_upscaler
+    from .train.evaluate import EVAL_SEED
+    from .utils import atomic_path
+
+    cache = TeacherCache(load_teacher(cfg.teacher), heldout_images(cfg), progress=False,
+                         degradation=train_degradation(cfg), seed=EVAL_SEED)
+    ups = {"student": load_upscaler(str(ckpt), 1)}
+    if int8_artifact is not None:
+        ups["student_int8"] = load_upscaler(str(int8_artifact), 1)
+    names = []
+    for smp in cache:
+        pics = {"lr": smp.lr, "hr": smp.hr, "teacher": smp.teacher, **{k: up.upscale(smp.lr) for k, up in ups.items()}}
+        for k, a in pics.items():
+            with atomic_path(out / smp.name / f"{k}.png", ".png") as tmp:
+                Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+        names.append(smp.name)
+    return {"images": names}
+
+
 def native_images(cfg: DemoConfig):
     """The native protocol's inputs: centre native_side x native_side crops of the held-out photos at their own
     resolution (no downscale), the size of the artifacts' input."""
@@ -387,7 +482,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     fmt = _formats(cfg)
     check_out(run)
     stages = Stages(run, log)
-    table = run / "profile" / f"{cfg.target}-sr-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
+    table = run / "profile" / f"{cfg.target}-{cfg.space}-{cfg.input_shape[2]}x{cfg.input_shape[3]}-t{cfg.threads}.json"
     prof, val = _table_stages(cfg, run, table, stages, log)                      # 1. profile + validation
     sdir, tdir, edir = run / "search", run / "train", run / "export"                # 2. search
     srch = stages("search", {"table": prof["sha256"], "recipe": _recipe_key(cfg.recipe), "budget_ms": cfg.budget_ms,
@@ -409,8 +504,16 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     eval_json = run / "eval.json"                                                  # 6. fidelity and crops
     akey = {"weights": trn["weights_sha256"], "int8": int8.get("sha256") if int8 else None, "teacher": cfg.teacher,
             "eval_side": cfg.eval_side, "native_side": cfg.native_side, "protocols": 3}
-    quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json), [eval_json])
-    stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"), [run / "crops"])
+    if cfg.space == "st":
+        arts = {e["format"]: edir / e["file"] for e in manifest["artifacts"]
+                if e.get("file") and Status.parse(e.get("status")).kind is Kind.OK}
+        akey = {**akey, "task": cfg.task, "artifacts": sorted(str(a) for a in arts), "metric": "rgb"}
+        quality = stages("evaluate", akey, lambda resume: stage_evaluate_st(cfg, tdir, arts, eval_json), [eval_json])
+        stages("crops", akey, lambda resume: stage_crops_st(cfg, tdir, int8_path, run / "crops"), [run / "crops"])
+    else:
+        quality = stages("evaluate", akey, lambda resume: stage_evaluate(cfg, tdir, int8_path, eval_json),
+                         [eval_json])
+        stages("crops", akey, lambda resume: stage_crops(cfg, tdir, int8_path, run / "crops"), [run / "crops"])
     # 7. summary + report (always rewritten: cheap, and they show this run's reuse)
     summary = _summary(cfg, json.loads((sdir / "arch.json").read_text()), srch, meas, quality, manifest, prof,
                        val, stages, fmt)
@@ -447,6 +550,8 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
     does not predict this machine."""
     pkey = {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads, "rounds": cfg.profile_rounds,
             "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
+    if cfg.space != "sr":  # the SR demo's marker keys stay as they were
+        pkey = {**pkey, "space": _space_hash(cfg.space), "space_name": cfg.space}
     prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
     _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
@@ -463,6 +568,7 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
         val = validated(prof)
         _check_budget(cfg, table)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct:
+        (stages.dir / "validate.json").unlink(missing_ok=True)  # a rerun (on a quieter machine) checks again
         raise AgdError(f"the latency table does not predict this machine: {val['lut']['within_10pct'] * 100:.0f}% "
                        f"of {val['n']} random nets within ±10% (needs {cfg.min_within_10pct * 100:.0f}%), see "
                        f"{val_png}; the machine may be too noisy to time now")
@@ -505,6 +611,11 @@ def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict,
                "lut_validation": {"within_10pct": val["lut"]["within_10pct"], "mape": val["lut"]["mape"],
                                   "n": val["n"]},
                "reused_stages": list(stages.reused)}
+    if cfg.task != "sr":  # the image-to-image task: what the student is, and the do-nothing baseline by name
+        summary.update(task=cfg.task, space=cfg.space, teacher_spec=cfg.teacher, metric="rgb",
+                       input=quality.get("input"), students=quality.get("students"),
+                       eval_images=f"built-in held-out images, centre {cfg.eval_side}x{cfg.eval_side} crops, "
+                                   f"{train_degradation(cfg)} inputs")
     st, bi = (summary["student"] or {}).get("psnr_vs_teacher"), (summary["bicubic"] or {}).get("psnr_vs_teacher")
     if isinstance(st, (int, float)) and isinstance(bi, (int, float)):
         summary["student_gain_vs_bicubic_db"] = round(st - bi, 4)
@@ -533,10 +644,10 @@ def _device() -> dict[str, Any]:
     return device_fingerprint()
 
 
-def _space_hash() -> str:
+def _space_hash(space: str = "sr") -> str:
     from .space import get_space
 
-    return get_space("sr").space_hash
+    return get_space(space).space_hash
 
 
 def _recipe(cfg: DemoConfig):
@@ -560,7 +671,7 @@ def _check_budget(cfg: DemoConfig, table: Path) -> None:
     from .profiling.predictor import min_max_ms
     from .space import get_space
 
-    (lo, _), (hi, _) = min_max_ms(LUT.load(table), get_space("sr"))
+    (lo, _), (hi, _) = min_max_ms(LUT.load(table), get_space(cfg.space))
     if cfg.budget_ms < lo:
         raise AgdError(f"--budget-ms {cfg.budget_ms:g} is below the fastest net of the space on {cfg.target} "
                        f"({lo:.2f} ms predicted); give at least {lo:.2f}")

@@ -24,8 +24,9 @@ def test_schemas_are_valid_draft_2020_12(kind):
 
 
 def test_every_shipped_lut_validates():
-    files = sorted((ROOT / "latency_tables").rglob("*.json"))
-    assert len(files) >= 3
+    root = ROOT / "latency_tables"  # not a profile's work folder (`.<table>.work/`) left by a run in progress
+    files = sorted(f for f in root.rglob("*.json") if not any(p.startswith(".") for p in f.relative_to(root).parts))
+    assert len(files) >= 6
     for f in files:
         assert not schemas.errors("lut", json.loads(f.read_text())), f
 

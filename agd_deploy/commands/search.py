@@ -48,8 +48,10 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
 
         if table:
             LUT.load(table).check(cfg.space, target, cfg.input_shape)
-        click.echo(json.dumps({"recipe": cfg.to_dict(), "table": table}, indent=1))
+        click.echo(json.dumps({"recipe": cfg.to_dict(), "table": table, **_dry_checks(cfg, teacher, data, target)},
+                              indent=1))
         return
+    _refuse_non_rgb(teacher or cfg.teacher, data or cfg.data)
     out = out or f"agd-search/{cfg.name}"
     if (cost_name or cfg.cost) == "latency" or table:
         from ..profiling.lut import LUT
@@ -74,3 +76,48 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
     lat = f"predicted {pm:.2f} ms (budget {bm:.2f} ms), " if pm is not None and bm is not None else ""
     click.echo(f"{out}/arch.json: {lat}{res['gmacs']:.3f} GMACs, {res['params']:,} params at "
                f"{'x'.join(map(str, res['input_shape']))}")
+
+
+def _dry_checks(cfg, teacher, data, target) -> dict:
+    """--dry-run also loads a --teacher given on the command line (its scale must be the space's; the recipe's
+    own teacher is not loaded: a dry run stays cheap), opens --data (headers only) and names the latency table
+    the search would use, or the `agd profile` command that makes one."""
+    from ..errors import AgdError
+    from ..profiling import tables
+    from ..space import get_space
+    from ..utils import format_shape
+
+    out: dict = {}
+    spec = teacher or cfg.teacher
+    sp = get_space(cfg.space)
+    if teacher:
+        from ..teachers import load_teacher
+
+        t = load_teacher(spec)
+        if t.scale != sp.scale:
+            raise AgdError(f"teacher {spec} is x{t.scale}, the {sp.name} space is x{sp.scale}")
+        out["teacher"] = {"spec": str(spec), "scale": t.scale, "value_range": list(t.value_range),
+                          "fingerprint": t.fingerprint}
+    if data or cfg.data:
+        from ..data import open_images
+
+        out["images"] = len(open_images(data or cfg.data))
+        _refuse_non_rgb(spec, data or cfg.data)
+    tgt = target or cfg.target
+    found = tables.find(tgt, cfg.space, cfg.input_shape)
+    shape = format_shape(cfg.input_shape)
+    out["table_found"] = str(found.path) if found else None
+    if found is None:
+        out["table_hint"] = (f"no {tgt} table of the {cfg.space} space at {shape}: agd profile --target {tgt} "
+                             f"--space {cfg.space} --input {shape} (then --table FILE), or --cost flops")
+    return out
+
+
+def _refuse_non_rgb(teacher, data) -> None:
+    """An ncnn teacher takes a folder's RGB files only (teachers/ncnn_teacher.py: refuse_non_rgb)."""
+    from ..teachers.ncnn_teacher import is_ncnn_spec, refuse_non_rgb
+
+    if teacher and data and is_ncnn_spec(str(teacher)) and not str(data).startswith("builtin"):
+        from ..data import open_images
+
+        refuse_non_rgb(open_images(data), str(teacher))

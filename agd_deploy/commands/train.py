@@ -34,7 +34,8 @@ from .options import device_options
               help="Centre-crop HR training images to this side before running the teacher (its cost).")
 @click.option("--degradation", default=None, callback=lambda c, p, v: _check_degradation(v),
               help="LR inputs teacher and student see: bicubic, realesrgan (Real-ESRGAN's second-order blur/"
-                   "resize/noise/JPEG), realesrgan+clean (30% of draws clean bicubic), jpeg:Q or noise:S. "
+                   "resize/noise/JPEG), realesrgan+clean (30% of draws clean bicubic), photo (mild blur/noise/"
+                   "JPEG q60-95, 20% clean), jpeg:Q or noise:S. "
                    "Default: jpeg:Q for the waifu2x denoise teachers, else bicubic (realesrgan is opt-in: "
                    "benchmarks/results/degradation.md).")
 @click.option("--variants", type=click.IntRange(min=1), default=2, show_default=True,
@@ -76,6 +77,7 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, 
         raise click.BadParameter("perceptual/style terms need --vgg STATE_DICT", param_hint="--perceptual-weight")
     t = load_teacher(teacher)
     images = open_images(data, "train")
+    _refuse_non_rgb(teacher, images)
     res = run_train(arch, t, images, cfg, out, resume=resume)
     if res.get("rank", 0) != 0:
         return  # under torchrun rank 0 alone reports
@@ -85,6 +87,15 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, 
         extra = f" (resumed from step {res['resumed_from']})" if res.get("resumed_from") else ""
         click.echo(f"trained {res['steps']} steps{extra} on {res.get('degradation', 'bicubic')} LR, final loss "
                    f"{res['final_loss']:.4f} -> {res['ckpt']}")
+
+
+def _refuse_non_rgb(teacher: str, images) -> None:
+    """An ncnn teacher takes RGB files only (teachers/ncnn_teacher.py: refuse_non_rgb); other teachers keep
+    data/images.py's conversion."""
+    from ..teachers.ncnn_teacher import is_ncnn_spec, refuse_non_rgb
+
+    if is_ncnn_spec(str(teacher)):
+        refuse_non_rgb(images, str(teacher))
 
 
 def _check_degradation(value):

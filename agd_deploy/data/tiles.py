@@ -1,6 +1,10 @@
 """Run an image model on overlapping tiles, so large images fit in memory and fixed-shape artifacts
 (exported at e.g. 1x3x64x64) can process any image size. Each tile's border `overlap` pixels are thrown away
-except at the image edge, which hides the seams of zero padding."""
+except at the image edge, which hides the seams of zero padding.
+
+A net with strided downsamplers and 2x upsamplers (the ST frame: two stride-2 convs, two 2x ups) only gives an
+output of its input's size when H and W are multiples of 4: an `fn` with `hw_multiple` set (or the `multiple`
+argument) has its input edge-replicated up to that multiple and the output cropped back, so any image size works."""
 
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def _windows(length: int, tile: int, overlap: int) -> list[tuple[int, int, int]]
 
 def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, scale: int,
                 tile: int | tuple[int, int] = 128, overlap: int = 8, fixed: bool = False,
-                batch: int = 1) -> torch.Tensor:
+                batch: int = 1, multiple: int | None = None) -> torch.Tensor:
     """fn on NCHW `x` tile by tile. `fixed`: fn only accepts exactly `tile`-sized inputs (smaller images are
     padded by edge replication and the output cropped back). `batch` > 1 (an N=1 input): up to that many
     tiles per call (all tiles of one image have the same size), which keeps a GPU busy.
@@ -37,6 +41,12 @@ def tiled_apply(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, sca
         return fn(x)
     th, tw = (tile, tile) if isinstance(tile, int) else tile
     n, c, h, w = x.shape
+    m = int(multiple or getattr(fn, "hw_multiple", 1) or 1)
+    if m > 1 and (h % m or w % m):
+        if not fixed and (th % m or tw % m):  # windows must be multiples too
+            th, tw = max(m, th - th % m), max(m, tw - tw % m)
+        xp = F.pad(x, (0, -w % m, 0, -h % m), mode="replicate")
+        return tiled_apply(fn, xp, scale, (th, tw), overlap, fixed, batch, multiple=1)[:, :, :h * scale, :w * scale]
     ph, pw = max(0, th - h) if fixed else 0, max(0, tw - w) if fixed else 0
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")

@@ -4,7 +4,8 @@ crops for verification (the built-in held-out images, never used for calibration
 An SR model takes LR crops made as in its training: bicubic-downscaled by its scale, or degraded by the
 degradation it was distilled on (data/degrade.py; `realesrgan` for a Real-ESRGAN student or teacher), so int8
 ranges are calibrated, and the PSNR gate measured, on the inputs the artifact will see. An image-to-image model
-takes crops of the image. Values are mapped to the model's range. Crops are deterministic for a seed."""
+takes crops of the image, degraded the same way when it was distilled on a degraded copy (`jpeg:50` for a
+denoise student). Values are mapped to the model's range. Crops are deterministic for a seed."""
 
 from __future__ import annotations
 
@@ -35,6 +36,10 @@ def _prepare(img: np.ndarray, scale: int, h: int, w: int, degradation=None, seed
             f = want / side
             img = np.asarray(Image.fromarray(img).resize((round(img.shape[1] * f), round(img.shape[0] * f)),
                                                          Image.BICUBIC))
+        if degradation is not None:  # image-to-image: the degraded copy (e.g. jpeg:50 for a denoise student)
+            from ..data.degrade import rng_for
+
+            img = degradation(img, 1, rng_for(seed, 0, img))[1]
     ih, iw = img.shape[:2]
     if ih < h or iw < w:
         f = max(h / ih, w / iw)
@@ -69,8 +74,8 @@ def crops(images, shape: list[int], scale: int, value_range, count: int, seed: i
 
 
 def _degradation(degradation, scale: int):
-    """The Degradation for SR crops (None: bicubic); image-to-image models take no LR."""
-    if scale <= 1 or degradation is None:
+    """The Degradation of the crops (None: plain bicubic LR for SR, the image itself at scale 1)."""
+    if degradation is None:
         return None
     from ..data.degrade import get_degradation
 

@@ -373,10 +373,15 @@ def _quality(d: RunData) -> str:
     q = {k: s[k] for k, _ in QUALITY_ROWS if isinstance(s.get(k), dict)}
     if not q:
         return _section("quality", "Fidelity", _not_run("no evaluation in summary.json"))
-    rows = [[label, _num(q[k].get("psnr"), ".2f", " dB"), _num(q[k].get("ssim"), ".4f"),
+    rgb = s.get("metric") == "rgb"  # image-to-image (agd demo --task denoise): "bicubic" is the input itself
+    labels = dict(QUALITY_ROWS, **({"bicubic": "input (do nothing)", "teacher": f"teacher ({s.get('teacher_spec')})"}
+                                   if rgb else {}))
+    rows = [[labels[k], _num(q[k].get("psnr"), ".2f", " dB"), _num(q[k].get("ssim"), ".4f"),
              _num(q[k].get("psnr_vs_teacher"), ".2f", " dB"), _num(q[k].get("ssim_vs_teacher"), ".4f")]
             for k, label in QUALITY_ROWS if k in q]
-    body = (f"<p>{_e(s.get('eval_images', 'Held-out images'))}; Y-channel PSNR/SSIM (border of 4 px cropped) "
+    metric = ("RGB PSNR/SSIM over the whole image (peak 255 on the clipped outputs)" if rgb else
+              "Y-channel PSNR/SSIM (border of 4 px cropped)")
+    body = (f"<p>{_e(s.get('eval_images', 'Held-out images'))}; {metric} "
             "against the ground-truth HR, and against the teacher's output (what distillation optimises).</p>")
     body += _table(["model", "PSNR vs HR", "SSIM vs HR", "PSNR vs teacher", "SSIM vs teacher"], rows)
     st, bi = q.get("student", {}).get("psnr_vs_teacher"), q.get("bicubic", {}).get("psnr_vs_teacher")
@@ -422,9 +427,11 @@ def _crops(d: RunData) -> str:
     if not d.crops:
         return _section("crops", "Side-by-side crops", _not_run("no crops/"))
     parts = []
+    kinds = CROP_KINDS if (d.summary or {}).get("metric") != "rgb" else \
+        tuple((k, {"lr": "degraded input", "hr": "clean image"}.get(k, label)) for k, label in CROP_KINDS)
     for name, files in d.crops:
         figs = "".join(f"<figure>{_img(files[k].read_bytes(), label, 'crop')}<figcaption>{_e(label)}</figcaption>"
-                       f"</figure>" for k, label in CROP_KINDS if k in files)
+                       f"</figure>" for k, label in kinds if k in files)
         parts.append(f"<h3>{_e(name)}</h3><div class='crops'>{figs}</div>")
     return _section("crops", "Side-by-side crops", "".join(parts))
 

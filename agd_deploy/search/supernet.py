@@ -104,7 +104,8 @@ class SuperNet(nn.Module):
                 single_path: bool = False):
         """Run the frame with the given width masks and op weights (default: softmax(alpha); `single_path`
         when they are one-hot). The wiring mirrors SRNet/STNet: cells add 0.2*f(x) to their input, the trunk
-        conv adds the stem's features, the SR skip adds bilinear x4 of the input, the ST skip the input itself."""
+        conv and the last ST upsampler add the stem's features, the SR skip adds bilinear x4 of the input, the ST
+        skip the input itself."""
         w = self.op_probs() if op_weights is None else op_weights
         x0, h, feat, y = x, x, None, None
         for slot, blk in zip(self.slots, self.blocks):
@@ -113,7 +114,7 @@ class SuperNet(nn.Module):
                 out = "y"
             elif slot.kind == "cellsum":
                 h, y, out = blk(h, y), None, "h"
-            elif slot.kind == "body":
+            elif slot.kind == "body" or getattr(blk, "takes_feat", False):  # SR trunk conv, ST last upsampler
                 h, out = blk(h, feat), "h"
             elif slot.kind == "skip":
                 h, out = blk(x0, h), "h"

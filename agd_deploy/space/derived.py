@@ -35,7 +35,7 @@ class SRNet(nn.Module):
 
 class STNet(nn.Module):
     """Derived image-to-image generator. Input and output RGB in [-1,1], same size; the output is the input
-    plus a learned residual (a fresh net returns about its input)."""
+    plus a learned residual (a fresh net returns about its input); the last upsampler adds the stem's features."""
 
     def __init__(self, arch: Arch):
         super().__init__()
@@ -47,8 +47,9 @@ class STNet(nn.Module):
         self.up1, self.up2, self.last, self.skip = blocks[3 + sp.n_positions:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.positions(self.down2(self.down1(self.stem(x))))
-        return self.skip(x, self.last(self.up2(self.up1(h))))
+        feat = self.stem(x)
+        h = self.positions(self.down2(self.down1(feat)))
+        return self.skip(x, self.last(self.up2(self.up1(h), feat)))
 
 
 def build(arch: Arch) -> nn.Module:

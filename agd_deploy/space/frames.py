@@ -23,7 +23,8 @@ from .ops import OPS, SR_FLAVOUR, ST_FLAVOUR, EXPAND, Flavour, make_op, width_ch
 # 2: the SR frame adds a global bilinear x4 skip (the net learns a residual over bilinear upsampling).
 # 3: the ST frame adds a global identity skip (output = input + last 7x7 conv, no tanh; a fresh net starts at
 #    its input); its upsamplers become nearest x2 + 3x3 conv, its 7x7 convs zero-padded, and it drops
-#    InstanceNorm (int8 speed: benchmarks/results/st_int8_ops.md).
+#    InstanceNorm (int8 speed: benchmarks/results/st_int8_ops.md); the last upsampler adds the stem's features
+#    (a full-resolution path; its width is the stem's).
 FRAME_VERSION = 3
 
 Width = str | int  # a width variable's name, or a fixed channel count
@@ -137,6 +138,19 @@ class UpNearestST(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+class UpNearestAddST(UpNearestST):
+    """The last ST upsampler plus the stem's features (a U-Net long skip at full resolution): the only
+    full-resolution path of a frame that runs its searched ops at 1/4 size. Without it a student distilled
+    from a JPEG-artefact teacher learned nothing (its output was its input: benchmarks/results/st_distill.md).
+    Alone (as a table measures it) it adds its output to itself."""
+
+    takes_feat = True
+
+    def forward(self, x: torch.Tensor, feat: torch.Tensor | None = None) -> torch.Tensor:
+        y = super().forward(x)
+        return y + (y if feat is None else feat)
 
 
 def _conv7(cin: int, cout: int, fl: Flavour, last: bool = False) -> nn.Sequential:
@@ -319,8 +333,9 @@ class SRSpace(Space):
 
 class STSpace(Space):
     """CycleGAN-like frame: 7x7 stem, two stride-2 downsamplers (->128->256), 9 searched positions at 256
-    channels, two (nearest x2 + 3x3 conv) upsamplers, 7x7 conv; ReLU, no normalisation; + the input (global
-    identity skip, no tanh). Stem, first downsampler and both upsampler widths are searched. It differs from
+    channels, two (nearest x2 + 3x3 conv) upsamplers, the second one adding the stem's features (a long skip at
+    full resolution), 7x7 conv; ReLU, no normalisation; + the input (global identity skip, no tanh). Stem (=
+    second upsampler), first downsampler and first upsampler widths are searched. It differs from
     CycleGAN's generator (nets/cyclegan.py: InstanceNorm, reflection padding, transposed convs, tanh, no skip)
     where int8 speed or a restoration student's baseline asked for it (frame version 3): InstanceNorm, Pad and
     ConvTranspose ran in float in the int8 artifacts (LiteRT's int8 net with them was slower than its fp32),
@@ -341,7 +356,7 @@ class STSpace(Space):
         w256 = width_choices(256)
         return {"stem": width_choices(64), "down1": width_choices(128),
                 **{f"p{i}": w256 for i in range(self.n_positions - 1)},
-                "up1": width_choices(128), "up2": width_choices(64)}
+                "up1": width_choices(128)}  # up2's width is the stem's: it adds the stem's features
 
     def slots(self, h: int, w: int) -> list[Slot]:
         t, n = self.trunk, self.n_positions
@@ -351,8 +366,8 @@ class STSpace(Space):
         for i in range(n):
             s.append(Slot("pos", t if i == 0 else f"p{i - 1}", t if i == n - 1 else f"p{i}", h // 4, w // 4, position=i))
         s += [Slot("up1", t, "up1", h // 4, w // 4, fixed_op="up2conv3x3"),
-              Slot("up2", "up1", "up2", h // 2, w // 2, fixed_op="up2conv3x3"),
-              Slot("last", "up2", 3, h, w, fixed_op="conv7x7"),
+              Slot("up2", "up1", "stem", h // 2, w // 2, fixed_op="up2conv3x3add"),
+              Slot("last", "stem", 3, h, w, fixed_op="conv7x7"),
               Slot("skip", 3, 3, h, w, fixed_op="identityadd")]
         return s
 
@@ -362,8 +377,10 @@ class STSpace(Space):
             return _conv7(spec.cin, spec.cout, fl)
         if spec.kind in ("down1", "down2"):
             return fl.conv(spec.cin, spec.cout, 3, stride=2)
-        if spec.kind in ("up1", "up2"):
+        if spec.kind == "up1":
             return UpNearestST(spec.cin, spec.cout, fl)
+        if spec.kind == "up2":
+            return UpNearestAddST(spec.cin, spec.cout, fl)
         if spec.kind == "last":
             return _conv7(spec.cin, spec.cout, fl, last=True)
         if spec.kind == "skip":

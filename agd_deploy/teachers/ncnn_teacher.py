@@ -305,6 +305,83 @@ def is_ncnn_spec(spec: str) -> bool:
     return spec in NAMED_MODELS or spec.startswith("ncnn:")
 
 
+_WEIGHT_KEY = {"Convolution": "6", "ConvolutionDepthWise": "6", "Deconvolution": "6", "DeconvolutionDepthWise": "6",
+               "InnerProduct": "2"}
+_BIAS_KEY = {"Convolution": "5", "ConvolutionDepthWise": "5", "Deconvolution": "5", "DeconvolutionDepthWise": "5",
+             "InnerProduct": "1"}
+
+
+def count_macs(spec: str, h: int, w: int) -> dict:
+    """MACs and parameters of an ncnn teacher for one h x w window (its padded input: core + 2 * border, aligned),
+    read from the .param and one run: every conv-family layer's MACs = its weight count (`6=`, already divided by
+    the groups) x its output pixels (x its input pixels for a deconvolution); InnerProduct = its weight count.
+    Element-wise layers (ReLU, SE scales, crops, adds) are not counted (the "pure conv MACs" convention).
+    Returns {"macs", "params", "input": [h, w], "output": [h, w], "layers": n}."""
+    m = resolve_model(spec)
+    net = _Net(m.param, m.bin, threads=1)
+    layers = []
+    for line in m.param.read_text().splitlines()[2:]:
+        p = line.split()
+        if not p or p[0] not in _WEIGHT_KEY:
+            continue
+        n_in, n_out = int(p[2]), int(p[3])
+        kv = dict(a.split("=", 1) for a in p[4 + n_in + n_out:] if "=" in a)
+        layers.append((p[0], p[4], p[4 + n_in], int(kv.get(_WEIGHT_KEY[p[0]], 0)),
+                       int(kv.get("0", 0)) if kv.get(_BIAS_KEY[p[0]], "0") != "0" else 0))
+    x = np.random.default_rng(0).random((3, h, w), dtype=np.float32)
+    with net.lock:
+        arr = np.ascontiguousarray(x)
+        mat = net.ncnn.Mat(arr)
+        ex = net.net.create_extractor()
+        ex.input(m.input, mat)
+
+        def hw(blob: str) -> tuple[int, int]:
+            rc, y = ex.extract(blob)
+            if rc != 0:
+                raise AgdError(f"{m.param}: cannot extract blob {blob!r} (code {rc})")
+            return int(y.h), int(y.w)
+
+        macs = params = 0
+        for kind, inp, out, weights, bias in layers:
+            if kind == "InnerProduct":
+                macs += weights
+            else:
+                oh, ow = hw(inp) if kind.startswith("Deconvolution") else hw(out)
+                macs += weights * oh * ow
+            params += weights + bias
+        out_hw = hw(m.output)
+        del mat, arr
+    return {"macs": int(macs), "params": int(params), "input": [h, w], "output": list(out_hw), "layers": len(layers)}
+
+
+def non_rgb_mode(path: str | Path) -> str | None:
+    """The pixel mode of an image file that is not plain RGB (RGBA, LA, L, I;16, CMYK, P with transparency),
+    read from its header; None for RGB (and opaque palette images, which are RGB colours)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mode, alpha = im.mode, "transparency" in im.info
+    except (OSError, ValueError):
+        return None  # unreadable files are reported (and skipped) by data/images.py
+    if mode == "RGB" or (mode == "P" and not alpha):
+        return None
+    return "P+alpha" if mode == "P" else mode
+
+
+def refuse_non_rgb(files, teacher: str) -> None:
+    """An ncnn teacher is an RGB black box: a user's RGBA or greyscale file given to it is refused (one line,
+    naming a conversion), not silently composited or replicated; `files`: image paths or an `Images` set (only
+    a folder's files are checked: the built-in set's grey photos are replicated on purpose, data/images.py)."""
+    paths = getattr(files, "paths", None) if not isinstance(files, (list, tuple)) else files
+    for p in paths or ():
+        mode = non_rgb_mode(p)
+        if mode is not None:
+            q = Path(p).with_name(Path(p).stem + "-rgb.png")
+            raise AgdError(f"{p}: {mode} pixels; the ncnn teacher {teacher} takes RGB images only: convert it first, "
+                           f"e.g. python -c \"from PIL import Image; Image.open('{p}').convert('RGB').save('{q}')\"")
+
+
 def denoise_level(spec: str) -> int | None:
     """The noise level of a waifu2x/Real-CUGAN denoise name (None for others)."""
     import re

@@ -86,7 +86,9 @@ def load_upscaler(spec, scale: int = 4, device=None, amp: str | None = "off") ->
 
         model, arch = load_ckpt(p)
         sp = arch.space_obj
-        return Upscaler(str(p), sp.scale, tuple(sp.value_range), _torch_fn(model, comp), meta={"arch": arch})
+        fn = _torch_fn(model, comp)
+        fn.hw_multiple = sp.hw_multiple  # data/tiles.py pads to it (the ST frame's H, W: multiples of 4)
+        return Upscaler(str(p), sp.scale, tuple(sp.value_range), fn, meta={"arch": arch})
     if p.suffix.lower() == ".onnx":
         t = load_teacher(s)
         return Upscaler(s, t.scale, tuple(t.value_range), t._run, t.fixed_hw)
