@@ -149,7 +149,7 @@ def test_names():
     clean = sum(np.array_equal(degrade(img, 4, mix, 0, v)[1], make_lr(img, 4)[1]) for v in range(40))
     assert 4 <= clean <= 22  # ~30% of the draws are plain bicubic; realesrgan alone never is
     assert not any(np.array_equal(degrade(img, 4, "realesrgan", 0, v)[1], make_lr(img, 4)[1]) for v in range(10))
-    assert default_degradation("realesrgan-x4plus") == "bicubic"  # opt-in: benchmarks/results/degradation.md
+    assert default_degradation("realesrgan-x4plus") == "bicubic"  # opt-in: results/degradation.md
     assert suggested_degradation("realesrgan-x4plus") == "realesrgan"
     assert suggested_degradation("esrgan-pth:/m/RealESRGAN_x4plus.pth") == "realesrgan"
     assert suggested_degradation("esrgan-pth:/m/ESRGAN_SRx4.pth") == "bicubic"
@@ -227,3 +227,113 @@ def test_calibration_and_heldout_follow_the_degradation():
     arrays, names = heldout_inputs(shape, 4, (0.0, 1.0), 1, degradation="realesrgan")
     assert len(arrays) == 8 and names[4].endswith("@realesrgan") and not names[0].endswith("@realesrgan")
     assert heldout_inputs(shape, 4, (0.0, 1.0), 1)[1] == names[:4]
+
+
+def test_photo_degradation_is_mild_mixed_and_reproducible(photo):
+    """`photo`: determinism by seed/variant, a clean share, and each stage's effect measured on its draws."""
+    from agd_deploy.data.degrade import Photo, PhotoConfig
+
+    d = get_degradation("photo")
+    assert d.name == "photo" and d.key.startswith("photo:v1:") and d.random
+    assert Photo(PhotoConfig(jpeg_range=(30.0, 60.0))).key != d.key  # settings change the key (the cache's)
+    a = degrade(photo, 4, "photo", seed=2, variant=5)[1]
+    assert a.shape == (32, 40, 3) and np.array_equal(a, degrade(photo, 4, "photo", seed=2, variant=5)[1])
+    clean = make_lr(photo, 4)[1]
+    lrs = [degrade(photo, 4, "photo", 0, v)[1] for v in range(40)]
+    n_clean = sum(np.array_equal(x, clean) for x in lrs)
+    assert 2 <= n_clean <= 16  # ~20% plain bicubic
+    assert len({x.tobytes() for x in lrs}) > 30  # the rest are their own draws
+    # milder than realesrgan: closer to the clean LR on average (PSNR on Y vs the clean bicubic LR)
+    from agd_deploy.data.protocol import psnr_y
+
+    mild = np.mean([psnr_y(x, clean, 0) for x in lrs if not np.array_equal(x, clean)])
+    heavy = np.mean([psnr_y(degrade(photo, 4, "realesrgan", 0, v)[1], clean, 0) for v in range(20)])
+    assert mild > heavy + 2.0, (mild, heavy)
+    # each stage alone: blur sigma vs lost detail, noise sigma vs std, JPEG quality vs blockiness
+    only = dict(clean_prob=0.0, blur_prob=0.0, noise_prob=0.0, jpeg_prob=0.0)
+    grad = lambda x: float(np.abs(np.diff(x.astype(np.float64).mean(-1), axis=1)).mean())  # noqa: E731
+    stage = lambda img, **kw: Photo(PhotoConfig(**{**only, **kw})).lr(img, 4, np.random.default_rng(0))  # noqa: E731
+    g = [grad(stage(photo, blur_prob=1.0, blur_sigma=(s, s))) for s in (0.5, 2.0, 4.0)]
+    assert g[0] > g[1] > g[2] and g[2] < 0.8 * grad(clean), g
+    flat = np.full((256, 256, 3), 128, np.uint8)
+    for s in (2.0, 6.0):
+        n = stage(flat, noise_prob=1.0, noise_range=(s, s), gray_noise_prob=0.0)
+        assert np.std(n.astype(np.float64)) == pytest.approx(math.sqrt(s ** 2 + 1 / 12), rel=0.15)
+    big = np.repeat(np.repeat(photo, 4, 0), 4, 1)
+    b = [blockiness(stage(big, jpeg_prob=1.0, jpeg_range=(q, q))) for q in (20.0, 95.0)]
+    assert b[0] > b[1] + 0.1, b
+    # odd sizes, grey and RGBA inputs
+    hr, lr = degrade(photo[:37, :53], 4, "photo", seed=0, variant=1)
+    assert hr.shape == (36, 52, 3) and lr.shape == (9, 13, 3)
+    assert degrade(photo[:37, :53, 0], 4, "photo")[1].shape == (9, 13, 3)
+    rgba = np.dstack([photo[:37, :53], np.full((37, 53), 200, np.uint8)])
+    assert degrade(rgba, 4, "photo", variant=3)[1].shape == (9, 13, 3)
+    assert degrade(np.zeros((8, 8, 3), np.uint8), 4, "photo", variant=2)[1].shape == (2, 2, 3)  # kernel fits
+
+
+def test_finished_ckpt_is_not_reused_for_other_variants(photo, tmp_path):
+    """A finished CKPT trained on 2 degraded variants per image is not returned as done for --variants 3 (new
+    training data); the same settings are."""
+    from agd_deploy.space import Arch
+    from agd_deploy.train import TrainConfig, train
+
+    arch = Arch.extreme("sr", largest=False)
+    imgs = Images(["a"], [photo[:64, :64]], "test")
+    kw = dict(cache_root=tmp_path / "cache", progress=False)
+    cfg = TrainConfig(steps=2, patch=8, batch=2, degradation="photo", variants=2, threads=1)
+    first = train(arch, NearestTeacher(), imgs, cfg, tmp_path / "ckpt", **kw)
+    assert not first.get("skipped") and first["variants"] == 2
+    assert train(arch, NearestTeacher(), imgs, cfg, tmp_path / "ckpt", **kw).get("skipped")
+    other = train(arch, NearestTeacher(), imgs, TrainConfig(**{**cfg.__dict__, "variants": 3}), tmp_path / "ckpt", **kw)
+    assert not other.get("skipped") and other["variants"] == 3
+
+
+class BicubicTeacher(NearestTeacher):
+    def __call__(self, x):
+        self.calls += 1
+        return F.interpolate(x, scale_factor=4, mode="bicubic", align_corners=False)
+
+
+def test_native_mix_is_the_image_itself_reproducible_and_aligned(photo, tmp_path):
+    from agd_deploy.data.degrade import NATIVE_PROB, NativeMix
+
+    mix = get_degradation("native+bicubic")
+    assert isinstance(mix, NativeMix) and mix.name == "native+bicubic" and mix.random
+    assert mix.key != get_degradation("native+photo").key and "native+photo" in __import__(
+        "agd_deploy.data.degrade", fromlist=["NAMES"]).NAMES
+    pure = get_degradation("native:1+bicubic")
+    assert pure.name == "native:1+bicubic" and pure.key != mix.key
+    for bad in ("native:0+bicubic", "native:x+bicubic", "native+foo", "native"):  # "native" is the eval protocol
+        with pytest.raises(AgdError):
+            get_degradation(bad)
+    img = photo[:, :150]  # 128x150: cropped to 128x148, LR 32x37
+    assert all(not degrade(img, 4, pure, 0, v)[0].any() for v in range(5))  # share 1: every draw native
+    draws = [degrade(img, 4, mix, seed=0, variant=v) for v in range(40)]
+    native = [(hr, lr) for hr, lr in draws if not hr.any()]
+    assert abs(len(native) / 40 - NATIVE_PROB) < 0.25  # the stated share, roughly
+    hr0 = img[:, :148]
+    for hr, lr in draws:
+        assert lr.shape == (32, 37, 3)
+        if hr.any():  # the other share: bicubic LR of the HR, bit for bit
+            assert np.array_equal(hr, hr0) and np.array_equal(lr, make_lr(img, 4)[1])
+    offsets = set()
+    for hr, lr in native:  # the image itself at its own resolution: an exact crop, no resampling; HR unknown
+        assert hr.shape == hr0.shape
+        win = np.lib.stride_tricks.sliding_window_view(hr0, (32, 37, 3))[:, :, 0]
+        hits = np.argwhere((win == lr).all((2, 3, 4)))
+        assert len(hits)
+        offsets.add(tuple(hits[0]))
+    assert len(offsets) > 3  # variants are different crops
+    a = [degrade(img, 4, mix, seed=0, variant=v)[1] for v in range(6)]
+    assert all(np.array_equal(x, y[1]) for x, y in zip(a, draws))  # same seed: same draws
+    assert any(not np.array_equal(x, degrade(img, 4, mix, seed=1, variant=v)[1]) for v, x in enumerate(a))
+    # through the cache (tiled teacher): the teacher's output, downscaled x4, matches the input best at zero shift
+    c = TeacherCache(BicubicTeacher(), Images(["a"], [img], "t"), tmp_path, progress=False,
+                     degradation="native+bicubic", variants=6, tile=16)
+    nat = [s for s in c if not s.hr.any()]
+    assert nat and all(s.teacher.shape == (128, 148, 3) for s in nat)
+    for s in nat:
+        down = s.teacher.astype(np.float64).reshape(32, 4, 37, 4, 3).mean((1, 3))
+        err = {(dy, dx): np.abs(np.roll(down, (dy, dx), (0, 1))[2:-2, 2:-2] - s.lr[2:-2, 2:-2]).mean()
+               for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+        assert min(err, key=err.get) == (0, 0) and err[(0, 0)] < 3.0

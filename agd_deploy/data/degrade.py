@@ -10,8 +10,15 @@ Names (`get_degradation`, the `--degradation` flag and the recipe key):
 - `realesrgan`: two stages of blur -> random resize -> noise -> JPEG, then resize to HR/scale with a final sinc
   filter and JPEG in random order, as Real-ESRGAN x4plus's training options draw them (`RealESRGANConfig`);
 - `realesrgan+clean`: the same, but 30% of the draws are plain bicubic LR (a student also fed clean images);
+- `photo`: one mild stage closer to the photos users feed at their own resolution (soft, lightly compressed,
+  little noise): Gaussian blur of the HR, a downscale with random interpolation, mild Gaussian noise, JPEG at a
+  realistic quality, each with its own probability, and a share of plain bicubic LR (`PhotoConfig`);
 - `jpeg:Q`: bicubic LR saved as JPEG at quality Q (1..100);
-- `noise:S`: bicubic LR plus Gaussian noise of std S (0..255 scale), colour.
+- `noise:S`: bicubic LR plus Gaussian noise of std S (0..255 scale), colour;
+- `native+bicubic`, `native+photo` (`native:P+X`: share P): a share NATIVE_PROB of the draws is a crop of the image itself at its own
+  resolution (no downscale: what users feed `agd upscale`, the native protocol's distribution; distillation needs
+  no ground truth, the target is the teacher's output on that crop), the rest the named degradation's LR
+  (`NativeMix`). A native draw has no HR: its stored HR is zeros (training with gt_weight refuses it).
 
 Every random choice comes from a numpy Generator: `rng_for(seed, variant, img)` seeds one per (seed, variant,
 image content), so the same settings give the same LR on any machine and every image gets its own draw. Only
@@ -34,8 +41,9 @@ from .protocol import crop_to_multiple, make_lr
 
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = {"area": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
-NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "jpeg:Q", "noise:S")
+NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "photo", "jpeg:Q", "noise:S", "native+bicubic", "native+photo")
 CLEAN_PROB = 0.3  # realesrgan+clean: this share of the variants is clean bicubic LR
+NATIVE_PROB = 0.5  # native+X: this share of the variants is a native-resolution crop of the image
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -361,6 +369,116 @@ class RealESRGAN(Degradation):
         return jpeg(x, int(round(rng.uniform(*s.jpeg_range))))
 
 
+@dataclass(frozen=True)
+class PhotoConfig:
+    """`photo`'s draws. Photos fed at their own resolution are softer than a bicubic-downscaled image (camera
+    optics, demosaicing, earlier resizes), carry JPEG at the qualities cameras and sites save (not 30), and little
+    noise; Real-ESRGAN's two heavy stages teach a small student to smooth everything (benchmarks/results/
+    degradation.md). Blur sigmas are in HR pixels (scale 4: sigma 4 is one LR pixel)."""
+
+    clean_prob: float = 0.2                    # plain bicubic LR
+    blur_prob: float = 0.8
+    blur_sigma: tuple[float, float] = (0.2, 4.0)
+    aniso_prob: float = 0.3                    # anisotropic (else isotropic) Gaussian
+    noise_prob: float = 0.3
+    noise_range: tuple[float, float] = (1.0, 6.0)  # Gaussian std, 0..255 scale
+    gray_noise_prob: float = 0.4
+    jpeg_prob: float = 0.7
+    jpeg_range: tuple[float, float] = (60.0, 95.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Photo(Degradation):
+    config: PhotoConfig = field(default_factory=PhotoConfig)
+    VERSION = 1  # bump when the code changes what a (config, seed) produces: cached LRs go stale
+
+    name = "photo"
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(self.config.to_dict(), sort_keys=True)
+        return f"photo:v{self.VERSION}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+    @property
+    def random(self) -> bool:
+        return True
+
+    def lr(self, hr, scale, rng):
+        c = self.config
+        h, w = hr.shape[:2]
+        # every draw is made whether used or not, so changing one probability leaves the others' draws alone
+        clean = rng.uniform() < c.clean_prob
+        blur = rng.uniform() < c.blur_prob
+        sx = float(rng.uniform(*c.blur_sigma))
+        aniso = rng.uniform() < c.aniso_prob
+        sy = float(rng.uniform(*c.blur_sigma)) if aniso else sx
+        theta = float(rng.uniform(-math.pi, math.pi)) if aniso else 0.0
+        mode = str(rng.choice(list(RESIZE_MODES)))
+        noise = rng.uniform() < c.noise_prob
+        sigma = float(rng.uniform(*c.noise_range))
+        gray = rng.uniform() < c.gray_noise_prob
+        use_jpeg = rng.uniform() < c.jpeg_prob
+        q = int(round(rng.uniform(*c.jpeg_range)))
+        if clean:
+            return make_lr(hr, scale)[1]
+        x = hr.astype(np.float32) / 255.0
+        if blur:
+            size = min(2 * int(math.ceil(3 * max(sx, sy))) + 1, 2 * (min(h, w) // 2) + 1)
+            x = filter2d(x, gaussian_kernel(max(1, size), sx, sy, theta))
+        x = resize(x, (w // scale, h // scale), mode)
+        if noise:
+            x = gaussian_noise(x, rng, sigma, gray)
+        x = np.clip(x, 0.0, 1.0)
+        if use_jpeg:
+            x = jpeg(x, q)
+        return to_uint8(x)
+
+
+@dataclass(frozen=True)
+class NativeMix(Degradation):
+    """`native+X`: with probability `native_prob` the LR is an (H/s)x(W/s) crop of the HR image itself at a random
+    offset, not downscaled (its HR is zeros: there is none); else `other`'s LR. The target of both is the
+    teacher's output on that LR, so the student sees the photos users feed as well as X's inputs."""
+
+    other: Degradation = field(default_factory=Bicubic)
+    native_prob: float = NATIVE_PROB
+    VERSION = 1  # bump when the code changes what a (settings, seed) produces: cached LRs go stale
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        share = "" if self.native_prob == NATIVE_PROB else f":{self.native_prob:g}"
+        return f"native{share}+{self.other.name}"
+
+    @property
+    def key(self) -> str:
+        return f"native:v{self.VERSION}:p{self.native_prob:g}+{self.other.key}"
+
+    @property
+    def random(self) -> bool:
+        return True
+
+    def __call__(self, hr, scale, rng):
+        hr = crop_to_multiple(as_rgb_uint8(hr), scale)
+        if hr.shape[0] < scale or hr.shape[1] < scale:
+            raise AgdError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to degrade at x{scale}")
+        if rng.uniform() < self.native_prob:  # drawn first: the other degradation's draws follow unchanged
+            return np.zeros_like(hr), self.native_crop(hr, scale, rng)
+        return hr, self.other.lr(hr, scale, rng)
+
+    @staticmethod
+    def native_crop(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
+        h, w = hr.shape[:2]
+        lh, lw = h // scale, w // scale
+        y, x = int(rng.integers(0, h - lh + 1)), int(rng.integers(0, w - lw + 1))
+        return np.ascontiguousarray(hr[y:y + lh, x:x + lw])
+
+    def lr(self, hr, scale, rng):
+        return self(hr, scale, rng)[1]
+
+
 def get_degradation(spec: "str | Degradation | None") -> Degradation:
     """A degradation by name (module doc); None is `bicubic`. Bad names raise AgdError (one line)."""
     if isinstance(spec, Degradation):
@@ -372,6 +490,19 @@ def get_degradation(spec: "str | Degradation | None") -> Degradation:
         return RealESRGAN()
     if s == "realesrgan+clean":
         return RealESRGAN(RealESRGANConfig(clean_prob=CLEAN_PROB))
+    if s == "photo":
+        return Photo()
+    if s.startswith("native") and "+" in s:  # native+X, native:P+X (P the native share, 0 < P <= 1)
+        head, _, other = s.partition("+")
+        share = head[len("native:"):] if head.startswith("native:") else (None if head == "native" else "")
+        if other in ("bicubic", "photo") and share != "":
+            try:
+                p = NATIVE_PROB if share is None else float(share)
+            except ValueError:
+                p = -1.0
+            if not 0 < p <= 1:
+                raise AgdError(f"bad degradation {spec!r}: native:P+X takes a native share 0 < P <= 1")
+            return NativeMix(get_degradation(other), p)
     kind, _, arg = s.partition(":")
     try:
         if kind == "jpeg" and arg:
@@ -397,6 +528,7 @@ def degrade(hr: np.ndarray, scale: int, degradation: "str | Degradation | None" 
     return d(img, scale, rng_for(seed, variant, img))
 
 
-__all__ = ["BlurConfig", "Bicubic", "Degradation", "Jpeg", "NAMES", "Noise", "RealESRGAN", "RealESRGANConfig",
-           "StageConfig", "as_rgb_uint8", "degrade", "filter2d", "gaussian_kernel", "gaussian_noise", "get_degradation",
-           "jpeg", "poisson_noise", "resize", "rng_for", "sinc_kernel"]
+__all__ = ["BlurConfig", "Bicubic", "Degradation", "Jpeg", "NAMES", "NATIVE_PROB", "NativeMix", "Noise", "Photo",
+           "PhotoConfig", "RealESRGAN",
+           "RealESRGANConfig", "StageConfig", "as_rgb_uint8", "degrade", "filter2d", "gaussian_kernel",
+           "gaussian_noise", "get_degradation", "jpeg", "poisson_noise", "resize", "rng_for", "sinc_kernel"]

@@ -293,7 +293,7 @@ def _deg_name(key: str) -> str:
     """A manifest's degradation key (`realesrgan:v1:<hash>`, `jpeg:50`) -> the name that makes it again."""
     from ..data.degrade import get_degradation
 
-    for name in ("realesrgan", "realesrgan+clean"):
+    for name in ("realesrgan", "realesrgan+clean", "photo"):
         if get_degradation(name).key == key:
             return name
     return "realesrgan" if key.startswith("realesrgan:") else key

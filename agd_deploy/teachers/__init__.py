@@ -60,8 +60,10 @@ def default_degradation(teacher) -> str:
 
     Real-ESRGAN-family teachers (REALWORLD) were trained on `realesrgan` degradations, but that is opt-in
     (`--degradation realesrgan`, `suggested_degradation`): within the demo's training budget a student distilled
-    on them lost to the bicubic-trained one on every protocol but degraded LR (benchmarks/results/degradation.md),
-    so it is not the default until a schedule that pays off is measured."""
+    on them lost to the bicubic-trained one on every protocol but `realesrgan`-degraded LR, and so did one
+    distilled on the milder `photo` mix, even on `photo`-degraded LR (native photos -0.03 dB vs bicubic where the
+    bicubic-trained student has +0.57; clean LR 0.48 dB below it; benchmarks/results/degradation.md), so neither
+    is the default until a schedule that pays off is measured."""
     name = str(getattr(teacher, "name", teacher))
     from .ncnn_teacher import DENOISE_JPEG_QUALITY, denoise_level
 

@@ -137,7 +137,9 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     from ..teachers import default_degradation
 
     degradation = cfg.degradation or default_degradation(teacher)
-    get_degradation(degradation)  # a bad name (or the eval-only "native") is one line, before the teacher runs
+    if get_degradation(degradation).name.startswith("native") and cfg.gt_weight:  # bad names: one line, too
+        raise AgdError(f"--degradation {degradation} has native-resolution inputs without ground truth: "
+                       "it cannot train with gt_weight")
     root = Path(cache_root) if cache_root else cache_dir("teacher_outputs")
     # every rank computes its shard of the missing entries, then polls the files for the others' (no collective)
     cache = TeacherCache(teacher, data, cache_root, max_side=cfg.max_side, progress=progress,
@@ -153,7 +155,8 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         info = _read_json(out / "train.json")
         try:
             same = (Arch.load(out) == arch and info.get("steps") == total
-                    and info.get("degradation_key", "bicubic") == cache.degradation.key)
+                    and info.get("degradation_key", "bicubic") == cache.degradation.key
+                    and info.get("variants", cache.variants) == cache.variants)  # another --variants: new data
         except AgdError:
             same = False
     same, info = dist.broadcast_object((same, info))
