@@ -8,7 +8,7 @@ validation gate. So each round of `timing.time_runs` goes through a `Guard`:
 - it holds the machine's timing lock (`<tmp>/agd-deploy-timing.lock`, one per machine whatever the cache dir;
   `AGD_TIMING_LOCK` moves it): two agd processes never time at the same moment, they take turns by round;
 - it measures the CPU that *other* processes used while the round ran (Linux `/proc/stat` busy time minus this
-  process's own, in cores). Above `AGD_BUSY_CORES` (default 0.5) the round is disturbed: its samples are dropped
+  process's own, in cores). Above `AGD_BUSY_CORES` (default 0.3: a process sharing the timing core shows as ~0.5) the round is disturbed: its samples are dropped
   and, with the lock released, the process waits until the machine is quiet, then times the round again, for
   at most `AGD_QUIET_WAIT_S` seconds per timing call (default 600). Past that it keeps the samples and warns
   once that it timed on a busy machine. Steal time (other VMs) is not counted: waiting does not help there.
@@ -79,7 +79,7 @@ class Guard:
     """The quiet-machine rules for one timing call (`timing.time_runs`); `report()` says what happened."""
 
     what: str = "timing"
-    busy_cores: float = 0.5
+    busy_cores: float = 0.3
     wait_s: float = 600.0
     check_load: bool = True
     rounds: int = 0
@@ -92,7 +92,7 @@ class Guard:
 
     @classmethod
     def from_env(cls, what: str = "timing", check_load: bool = True) -> "Guard":
-        return cls(what=what, busy_cores=_env_float("AGD_BUSY_CORES", 0.5),
+        return cls(what=what, busy_cores=_env_float("AGD_BUSY_CORES", 0.3),
                    wait_s=_env_float("AGD_QUIET_WAIT_S", 600.0), check_load=check_load)
 
     @contextlib.contextmanager
