@@ -304,6 +304,12 @@ class RealESRGANConfig:
         return asdict(self)
 
 
+def _config_key(prefix: str, version: int, config) -> str:
+    """`<prefix>:v<version>:<hash of the config>`: a cache key that changes with any setting or pipeline version."""
+    blob = json.dumps(config.to_dict(), sort_keys=True)
+    return f"{prefix}:v{version}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
 @dataclass(frozen=True)
 class RealESRGAN(Degradation):
     config: RealESRGANConfig = field(default_factory=RealESRGANConfig)
@@ -315,8 +321,7 @@ class RealESRGAN(Degradation):
 
     @property
     def key(self) -> str:
-        blob = json.dumps(self.config.to_dict(), sort_keys=True)
-        return f"realesrgan:v{self.VERSION}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        return _config_key("realesrgan", self.VERSION, self.config)
 
     @property
     def random(self) -> bool:
@@ -399,8 +404,7 @@ class Photo(Degradation):
 
     @property
     def key(self) -> str:
-        blob = json.dumps(self.config.to_dict(), sort_keys=True)
-        return f"photo:v{self.VERSION}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+        return _config_key("photo", self.VERSION, self.config)
 
     @property
     def random(self) -> bool:
