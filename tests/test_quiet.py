@@ -17,6 +17,14 @@ pytestmark = pytest.mark.skipif(quiet._machine_busy_s() is None, reason="no /pro
 SPIN = [sys.executable, "-c", "while True: pass"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_wait_budget():
+    """The quiet wait budget is per process: each test starts with all of it."""
+    quiet._waited_here[0] = 0.0
+    yield
+    quiet._waited_here[0] = 0.0
+
+
 def _spinner() -> subprocess.Popen:
     """A process spinning on a core the timing thread will not use (time_runs pins itself to the last one):
     sharing the timing core would show as half a core of others, not one."""

@@ -8,9 +8,10 @@ validation gate. So each round of `timing.time_runs` goes through a `Guard`:
 - it holds the machine's timing lock (`<tmp>/agd-deploy-timing.lock`, one per machine whatever the cache dir;
   `AGD_TIMING_LOCK` moves it): two agd processes never time at the same moment, they take turns by round;
 - it measures the CPU that *other* processes used while the round ran (Linux `/proc/stat` busy time minus this
-  process's own, in cores). Above `AGD_BUSY_CORES` (default 0.3: a process sharing the timing core shows as ~0.5) the round is disturbed: its samples are dropped
-  and, with the lock released, the process waits until the machine is quiet, then times the round again, for
-  at most `AGD_QUIET_WAIT_S` seconds per timing call (default 600). Past that it keeps the samples and warns
+  process's own, in cores). Above `AGD_BUSY_CORES` (default 0.3: a process sharing the timing core shows as
+  ~0.5) the round is disturbed: its samples are dropped and, with the lock released, the process waits until the machine is quiet, then times the round again, for
+  at most `AGD_QUIET_WAIT_S` seconds in all per process (default 600: a profile's passes or an export's
+  artifacts do not each wait that long on a machine that stays busy). Past that it keeps the samples and warns
   once that it timed on a busy machine. Steal time (other VMs) is not counted: waiting does not help there.
 
 CUDA-clock timing takes the lock but skips the load check (the GPU keeps its own clock). Where `/proc/stat` is
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 POLL_S = 1.0  # how long one "is it quiet now?" sample lasts while waiting
+_waited_here = [0.0]  # seconds this process has waited for quiet, all Guards together (the wait budget is per process)
 
 
 def _machine_busy_s() -> float | None:
@@ -109,13 +111,14 @@ class Guard:
             return
         self.max_other_cores = max(self.max_other_cores, other)
         self.disturbed += 1
-        left = self.wait_s - self.waited_quiet_s
+        left = self.wait_s - _waited_here[0]  # a machine still busy after the budget is busy, not a passing job
         if left > 0:
             self._say_once("wait", f"the machine is busy (other processes used {other:.1f} cores during a round of "
                                    f"{self.what}): waiting for quiet, up to {left:.0f} s (AGD_QUIET_WAIT_S)")
             t0 = time.monotonic()
             quiet = self._wait_quiet(left)
             self.waited_quiet_s += time.monotonic() - t0
+            _waited_here[0] += time.monotonic() - t0
             if quiet:
                 res.redo = True
                 self.retried += 1
