@@ -178,3 +178,36 @@ def test_uint8_boundary_block(tmp_path, key):
     y = (yq.astype(np.float32) - z_out) * s_out
     ref = ort_run(q, (xq.astype(np.float32) - z_in) * s_in)
     assert np.abs(y - ref).max() <= 1.01 * s_out + 1e-6  # at most one quantization step apart
+
+
+def test_shared_zero_biases_are_unshared_so_every_conv_runs_int8(tmp_path):
+    """A fresh ST net has all-zero biases; torch's exporter makes them one tensor (the others `Identity` of it),
+    and a shared bias cannot take each conv's scale: ORT then ran those convs as float Conv. After
+    `quantize_qdq` every Conv must execute as QLinearConv (ORT's own session profile says what ran)."""
+    import collections
+    import json
+
+    import onnx
+    import onnxruntime as ort
+
+    arch = Arch.sample("st", 3, [1, 3, 32, 32])
+    arch.ops = ["residual"] * len(arch.ops)  # two convs per position, plus shortcuts where widths change
+    net = build(arch).eval()
+    fp32 = qonnx.export_onnx(net, torch.rand(1, 3, 32, 32), tmp_path / "st.onnx")
+    g = onnx.load(str(fp32)).graph
+    inits = {i.name for i in g.initializer}
+    shared = [n for n in g.node if n.op_type == "Identity" and n.input[0] in inits]
+    assert shared, "the exporter no longer shares equal biases: this test then shows nothing"
+    n_conv = sum(n.op_type == "Conv" for n in g.node)
+
+    calib = [np.random.default_rng(i).random((1, 3, 32, 32), dtype=np.float32) for i in range(2)]
+    q = qonnx.quantize_qdq(fp32, tmp_path / "st.int8.onnx", calib)
+    so = ort.SessionOptions()
+    so.enable_profiling, so.profile_file_prefix = True, str(tmp_path / "prof")
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(q), so, providers=["CPUExecutionProvider"])
+    sess.run(None, {"input": calib[0]})
+    events = json.loads(open(sess.end_profiling()).read())
+    ran = collections.Counter(e["args"]["op_name"] for e in events if e.get("cat") == "Node")
+    assert ran["Conv"] == 0, f"convs left in float: {ran}"
+    assert ran["QLinearConv"] == n_conv

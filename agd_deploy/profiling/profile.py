@@ -82,15 +82,20 @@ class ProfileConfig:
     def fingerprint(self) -> dict[str, Any]:
         """What resumed timing must share with the interrupted run (not `rounds`: a rerun with more rounds
         extends the samples, one with fewer uses the first ones)."""
+        from ..quant.onnx import OrtInt8Config
+
         d = asdict(self)
         d.pop("rounds")
         d["space_hash"] = get_space(self.space).space_hash
+        if self.int8 is not None:  # artifacts of an older int8 lowering (e.g. shared biases) are not reused
+            d["int8_version"] = OrtInt8Config.CACHE_VERSION
         return d
 
     def lowering_fingerprint(self) -> dict[str, Any]:
         """What reused artifacts must share (timing settings may differ)."""
         return {k: v for k, v in self.fingerprint().items() if k in ("target", "space", "space_hash", "input_shape",
-                                                                      "ref_nets", "seed", "only", "int8")}
+                                                                      "ref_nets", "seed", "only", "int8",
+                                                                      "int8_version")}
 
 
 @dataclass

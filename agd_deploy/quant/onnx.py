@@ -102,7 +102,7 @@ class OrtInt8Config:
     # (x + 0.2 * block(x)) in float: it is then not re-quantized at every block, only where a Conv reads it.
     op_types: list[str] | None = None
 
-    CACHE_VERSION = 2  # a class constant, not a field
+    CACHE_VERSION = 3  # a class constant, not a field (3: shared weights/biases unshared before quantizing)
 
     def __post_init__(self) -> None:
         if self.symmetric_activations:
@@ -212,11 +212,19 @@ def quantize_qdq(fp32_onnx: str | Path, out: str | Path, calib_arrays: Sequence[
     out = Path(out)
     fp32_model = onnx.load(str(fp32_onnx))
     with atomic_path(out, suffix=".onnx") as tmp, _quiet():
-        quantize_static(str(fp32_onnx), str(tmp), _ArrayReader(calib_arrays), quant_format=QuantFormat.QDQ,
-                        activation_type=_qtype(act), weight_type=_qtype(cfg.weight), per_channel=cfg.per_channel,
-                        reduce_range=cfg.reduce_range, calibrate_method=methods[cfg.calibration],
-                        nodes_to_exclude=list(cfg.keep_fp32), extra_options=extra,
-                        op_types_to_quantize=list(cfg.op_types) if cfg.op_types is not None else None)
+        src = str(fp32_onnx)
+        if unshare_weights(fp32_model):
+            src = str(tmp) + ".unshared.onnx"
+            onnx.save(fp32_model, src)
+        try:
+            quantize_static(src, str(tmp), _ArrayReader(calib_arrays), quant_format=QuantFormat.QDQ,
+                            activation_type=_qtype(act), weight_type=_qtype(cfg.weight), per_channel=cfg.per_channel,
+                            reduce_range=cfg.reduce_range, calibrate_method=methods[cfg.calibration],
+                            nodes_to_exclude=list(cfg.keep_fp32), extra_options=extra,
+                            op_types_to_quantize=list(cfg.op_types) if cfg.op_types is not None else None)
+        finally:
+            if src != str(fp32_onnx):
+                Path(src).unlink(missing_ok=True)
         model = onnx.load(str(tmp))
         meta = {p.key: p.value for p in fp32_model.metadata_props}
         meta["agd.int8_config"] = cfg.to_dict()
@@ -224,6 +232,47 @@ def quantize_qdq(fp32_onnx: str | Path, out: str | Path, calib_arrays: Sequence[
         onnx.save(model, str(tmp))
     return out
 
+
+WEIGHT_INPUTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,)}
+
+
+def unshare_weights(model) -> int:
+    """Give every Conv/ConvTranspose/Gemm/MatMul its own weight and bias initializers, in place; returns how
+    many copies were made. Why: the TorchScript exporter deduplicates equal initializers (one tensor, the
+    others `Identity` nodes of it), so the zero biases of a freshly initialised net (or any equal tensors) end up
+    shared by several convs. A bias is quantized with its conv's input scale x weight scale, so a shared one
+    cannot be, and ONNX Runtime then runs each of those convs as DequantizeLinear + float Conv (docs/
+    ARCHITECTURE.md, "Known pitfalls": whole int8 nets up to 1.3x slower than their blocks)."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    copies = 0
+
+    def copy_of(src: str, name: str) -> str:
+        nonlocal copies
+        while name in inits:
+            name += "_"
+        dup = g.initializer.add()
+        dup.CopyFrom(inits[src])
+        dup.name = name
+        inits[name] = dup
+        copies += 1
+        return name
+
+    # Identity(initializer) -> an initializer of its own under the Identity's output name
+    for node in [n for n in g.node if n.op_type == "Identity" and n.input[0] in inits]:
+        out = node.output[0]
+        if out in {o.name for o in g.output}:
+            continue
+        g.node.remove(node)
+        copy_of(node.input[0], out)
+    seen: set[str] = set()
+    for node in g.node:
+        for k in WEIGHT_INPUTS.get(node.op_type, ()):
+            if k < len(node.input) and node.input[k] in inits:
+                if node.input[k] in seen:
+                    node.input[k] = copy_of(node.input[k], f"{node.input[k]}__{node.name or copies}")
+                seen.add(node.input[k])
+    return copies
 
 def _init_value(model, name: str) -> np.ndarray | None:
     from onnx import numpy_helper
