@@ -247,12 +247,22 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
             "check": verdict}
 
 
-def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path) -> dict[str, Any]:
+def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path, extend: bool = False
+                   ) -> dict[str, Any]:
+    """The brief validation (`validate_n` nets, seed 1); `extend`: 2 x `validate_n` more nets (seed 2) pooled
+    with the brief one already in `out_json`."""
     from .profiling.lut import LUT
-    from .profiling.validate import validate
+    from .profiling.validate import pool, validate
 
     lut = LUT.load(table)
-    rep = validate(lut, n=cfg.validate_n, seed=1, rounds=cfg.validate_rounds, progress=True, plot=out_png)
+    brief = out_json.with_name(out_json.stem + ".brief.json")
+    if not extend:
+        rep = validate(lut, n=cfg.validate_n, seed=1, rounds=cfg.validate_rounds, progress=True, plot=out_png)
+        atomic_write_json(brief, rep)
+    else:
+        first = json.loads(brief.read_text())
+        more = validate(lut, n=2 * cfg.validate_n, seed=2, rounds=cfg.validate_rounds, progress=True)
+        rep = pool([first, more], plot=out_png)
     atomic_write_json(out_json, rep)
     return {"lut": rep["lut"], "flops": rep["flops"], "n": rep["n"]}
 
@@ -554,9 +564,9 @@ def _formats(cfg: DemoConfig) -> str:
 
 
 def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) -> tuple[dict, dict]:
-    """The table (stage_profile) and its brief validation; below `min_within_10pct` of nets within ±10%,
-    profile this machine once more, and if that does not fit either, stop: no budget from a table that
-    does not predict this machine."""
+    """The table (stage_profile) and its brief validation; on a near miss, 2x more nets pooled with it decide;
+    below `min_within_10pct` of nets within ±10%, profile this machine once more, and if that does not fit
+    either, stop: no budget from a table that does not predict this machine."""
     pkey = {"target": cfg.target, "shape": cfg.input_shape, "threads": cfg.threads, "rounds": cfg.profile_rounds,
             "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
     if cfg.space != "sr":  # the SR demo's marker keys stay as they were
@@ -566,8 +576,17 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
 
     def validated(prof) -> dict[str, Any]:
-        return stages("validate", {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds},
-                      lambda resume: stage_validate(cfg, table, val_json, val_png), [val_json])
+        key = {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds}
+        val = stages("validate", key, lambda resume: stage_validate(cfg, table, val_json, val_png),
+                     [val_json, val_json.with_name("validation.brief.json")])
+        if cfg.min_within_10pct - 0.25 <= val["lut"]["within_10pct"] < cfg.min_within_10pct:
+            # A near miss of a few nets (8 nets can only show 90% as 8 of 8): one or two nets off on a noisy
+            # machine, or a table that is a little off? Decide on three times as many nets, pooled.
+            log(f"[validate] {val['lut']['within_10pct'] * 100:.0f}% of {val['n']} nets within ±10%: timing "
+                f"{2 * cfg.validate_n} more before deciding")
+            val = stages("validate-more", key, lambda resume: stage_validate(cfg, table, val_json, val_png, True),
+                         [val_json])
+        return val
 
     val = validated(prof)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct and prof["source"] != "profiled":
@@ -577,7 +596,8 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
         val = validated(prof)
         _check_budget(cfg, table)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct:
-        (stages.dir / "validate.json").unlink(missing_ok=True)  # a rerun (on a quieter machine) checks again
+        for name in ("validate", "validate-more"):  # a rerun (on a quieter machine) checks again
+            (stages.dir / f"{name}.json").unlink(missing_ok=True)
         raise AgdError(f"the latency table does not predict this machine: {val['lut']['within_10pct'] * 100:.0f}% "
                        f"of {val['n']} random nets within ±10% (needs {cfg.min_within_10pct * 100:.0f}%), see "
                        f"{val_png}; the machine may be too noisy to time now")

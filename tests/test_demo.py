@@ -191,3 +191,50 @@ def test_demo_end_to_end_and_rerun(tmp_path):
                                         "crops"}
     assert s2["measured_ms"] == s["measured_ms"]
     assert second < first / 3
+
+
+# ---------------------------------------------------------------------------------------------- the table gate
+
+def _gate(tmp_path, monkeypatch, shares: list[float], source: str = "shipped"):
+    """Run the demo's table gate (`_table_stages`) with the profile and validation stages replaced by ones that
+    report the given share of nets within ±10% in turn; returns (outcome, the stages that ran)."""
+    from agd_deploy import demo
+
+    ran: list[str] = []
+    table = tmp_path / "profile" / "t.json"
+    table.parent.mkdir(parents=True, exist_ok=True)
+
+    def profile(cfg, table_path, force=False):
+        ran.append("profile-again" if force else "profile")
+        table_path.write_text(str(len(ran)))
+        return {"table": str(table_path), "source": "profiled" if force else source, "sha256": str(len(ran))}
+
+    def validate(cfg, table_path, out_json, out_png, extend=False):
+        ran.append("validate-more" if extend else "validate")
+        share = shares.pop(0)
+        for p in (out_json, out_json.with_name("validation.brief.json")):
+            p.write_text("{}")
+        n = 3 * cfg.validate_n if extend else cfg.validate_n
+        return {"lut": {"within_10pct": share, "mape": 0.05}, "flops": {}, "n": n}
+
+    monkeypatch.setattr(demo, "stage_profile", profile)
+    monkeypatch.setattr(demo, "stage_validate", validate)
+    cfg = DemoConfig(out=str(tmp_path))
+    try:
+        _, val = demo._table_stages(cfg, tmp_path, table, Stages(tmp_path, log=lambda m: None), lambda m: None)
+        return val["n"], ran
+    except AgdError as e:
+        return str(e), ran
+
+
+def test_gate_near_miss_is_decided_on_more_nets(tmp_path, monkeypatch):
+    # 7 of 8 (87.5%) cannot show 90%: 16 more nets pooled decide, and 23 of 24 pass without re-profiling
+    assert _gate(tmp_path / "a", monkeypatch, [7 / 8, 23 / 24]) == (24, ["profile", "validate", "validate-more"])
+    # pooled still short: profile once more, check that table the same way, then stop with one line
+    out, ran = _gate(tmp_path / "b", monkeypatch, [7 / 8, 20 / 24, 7 / 8, 21 / 24])
+    assert ran == ["profile", "validate", "validate-more", "profile-again", "validate", "validate-more"]
+    assert "does not predict this machine" in out and "of 24 random nets" in out
+    # a clear miss goes straight to re-profiling; a clean pass times no more nets
+    assert _gate(tmp_path / "c", monkeypatch, [4 / 8, 1.0]) == (8, ["profile", "validate", "profile-again",
+                                                                    "validate"])
+    assert _gate(tmp_path / "d", monkeypatch, [1.0]) == (8, ["profile", "validate"])

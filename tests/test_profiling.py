@@ -322,3 +322,34 @@ def test_profile_compare_cli(tmp_path, agd):
     b = tmp_path / "b.json"
     b.write_text(json.dumps({**d, "target": "ort-cpu-int8"}))
     _one_line_error(agd(["profile", "compare", str(a), str(b)]), "cannot compare")
+
+
+def test_pooled_validation_is_the_metrics_of_all_nets():
+    """`validate.pool` (the demo extends a brief check with more nets): metrics over the union of the points,
+    the FLOPs fit refitted on all of them, the parts' sizes kept."""
+    import numpy as np
+
+    from agd_deploy.profiling.validate import flops_fit, metrics, pool
+
+    rng = np.random.default_rng(0)
+
+    def report(n, seed):
+        g = rng.uniform(0.2, 2.0, n)
+        meas = 5 + 20 * g * rng.uniform(0.9, 1.1, n)
+        pred = meas * rng.uniform(0.85, 1.15, n)
+        return {"n": n, "seed": seed, "target": "ort-cpu-int8", "lut": metrics(pred, meas),
+                "repeatability": {"spearman": 0.9 + seed / 100, "median_rel_diff": 0.01 * seed},
+                "points": [{"predicted_ms": float(p), "measured_ms": float(m), "gmacs": float(x)}
+                           for p, m, x in zip(pred, meas, g)]}
+
+    a, b = report(8, 1), report(16, 2)
+    p = pool([a, b])
+    pts = a["points"] + b["points"]
+    pred = np.array([x["predicted_ms"] for x in pts])
+    meas = np.array([x["measured_ms"] for x in pts])
+    gm = np.array([x["gmacs"] for x in pts])
+    assert p["n"] == 24 and p["pooled_from"] == [8, 16] and p["seed"] == [1, 2]
+    assert p["lut"] == metrics(pred, meas)
+    assert p["flops"] == metrics(flops_fit(gm, meas), meas)
+    assert p["lut"]["within_10pct"] != a["lut"]["within_10pct"] or p["lut"]["mape"] != a["lut"]["mape"]
+    assert abs(p["repeatability"]["median_rel_diff"] - (8 * 0.01 + 16 * 0.02) / 24) < 1e-12

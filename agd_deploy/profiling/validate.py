@@ -156,6 +156,27 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     return report
 
 
+def pool(reports: list[dict[str, Any]], plot: str | Path | None = None) -> dict[str, Any]:
+    """One report over the nets of several validations of the same table (e.g. a brief check extended by more
+    nets): metrics and the FLOPs fit recomputed over all points; repeatability is the n-weighted mean of the
+    parts' (each measured its own nets twice)."""
+    pts = [p for r in reports for p in r["points"]]
+    pred = np.array([p["predicted_ms"] for p in pts])
+    meas = np.array([p["measured_ms"] for p in pts])
+    gmacs = np.array([p["gmacs"] for p in pts])
+    flops_pred = flops_fit(gmacs, meas)
+    n = [r["n"] for r in reports]
+    rep = {**reports[0], "n": len(pts), "seed": [r["seed"] for r in reports], "lut": metrics(pred, meas),
+           "flops": metrics(flops_pred, meas), "points": pts, "pooled_from": n,
+           "repeatability": {k: float(np.average([r["repeatability"][k] for r in reports], weights=n))
+                             for k in ("spearman", "median_rel_diff")}}
+    rep.pop("plot", None)
+    if plot:
+        scatter_plot(rep, flops_pred, plot)
+        rep["plot"] = str(plot)
+    return rep
+
+
 def scatter_plot(report: dict[str, Any], flops_pred: np.ndarray, path: str | Path) -> Path:
     """Two panels: LUT prediction vs measured, FLOPs fit vs measured, with the y=x line and ±10% band."""
     import matplotlib
