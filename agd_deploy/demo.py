@@ -188,7 +188,8 @@ def pick_table(cfg: DemoConfig, identity=None):
     return found
 
 
-def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> dict[str, Any]:
+def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False, since: float | None = None
+                  ) -> dict[str, Any]:
     """A latency table that predicts this machine, copied to `dest`:
 
     1. one measured on (or checked or transferred to) this device: the user's tables, then the shipped ones;
@@ -197,8 +198,9 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
     3. else a few-shot transfer from it (`transfer_probes` probe nets), else a full profile (`profile_rounds`).
     What 2 and 3 make is saved in this device's folder of the user's tables, so the next demo finds it in 1.
     `force_profile` (after a failed validation): profile with `agd profile`'s 20 rounds, whatever exists,
-    unless another agd process wrote this device's table while this one waited for it (then that one). `shipped_lut`: start from the
-    shipped table (checked like any other)."""
+    unless another agd process wrote this device's table after `since` (epoch seconds: when this demo started
+    judging the old table; default now), e.g. while this one validated or waited: then that one. `shipped_lut`:
+    start from the shipped table (checked like any other)."""
     from .profiling import tables
     from .profiling.check import adopt, check_table
     from .profiling.profile import ProfileConfig, profile
@@ -209,9 +211,9 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False) -> d
     from .utils import file_lock
 
     # two demos on one cache make this device's table once: the second waits, then finds the first one's table
-    asked = time.time()
+    since = time.time() if since is None else since
     with file_lock(cache_path, "the latency table of this device"):
-        fresh = force_profile and cache_path.is_file() and cache_path.stat().st_mtime > asked
+        fresh = force_profile and cache_path.is_file() and cache_path.stat().st_mtime > since
         found = None if force_profile else pick_table(cfg)
         if fresh:  # another demo re-profiled this machine while this one waited: use that table
             _log(f"  using the table another agd process just profiled: {cache_path}")
@@ -572,6 +574,7 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
     if cfg.space != "sr":  # the SR demo's marker keys stay as they were
         pkey = {**pkey, "space": _space_hash(cfg.space), "space_name": cfg.space}
     prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
+    judged = time.time()  # a table another agd process writes for this device after this is not the one we judge
     _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"
 
@@ -592,7 +595,8 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
     if val["lut"]["within_10pct"] < cfg.min_within_10pct and prof["source"] != "profiled":
         log(f"[validate] only {val['lut']['within_10pct'] * 100:.0f}% of {val['n']} nets within ±10% of the "
             f"table ({prof['source']}): profiling this machine once")
-        prof = stages("profile", dict(pkey, force=True), lambda resume: stage_profile(cfg, table, True), [table])
+        prof = stages("profile", dict(pkey, force=True), lambda resume: stage_profile(cfg, table, True, judged),
+                      [table])
         val = validated(prof)
         _check_budget(cfg, table)
     if val["lut"]["within_10pct"] < cfg.min_within_10pct:

@@ -204,7 +204,7 @@ def _gate(tmp_path, monkeypatch, shares: list[float], source: str = "shipped"):
     table = tmp_path / "profile" / "t.json"
     table.parent.mkdir(parents=True, exist_ok=True)
 
-    def profile(cfg, table_path, force=False):
+    def profile(cfg, table_path, force=False, since=None):
         ran.append("profile-again" if force else "profile")
         table_path.write_text(str(len(ran)))
         return {"table": str(table_path), "source": "profiled" if force else source, "sha256": str(len(ran))}
@@ -238,3 +238,23 @@ def test_gate_near_miss_is_decided_on_more_nets(tmp_path, monkeypatch):
     assert _gate(tmp_path / "c", monkeypatch, [4 / 8, 1.0]) == (8, ["profile", "validate", "profile-again",
                                                                     "validate"])
     assert _gate(tmp_path / "d", monkeypatch, [1.0]) == (8, ["profile", "validate"])
+
+
+def test_forced_profile_takes_the_table_another_demo_wrote_meanwhile(tmp_path, monkeypatch):
+    """Two demos whose check of the shipped table failed: the one that comes second to "profile this machine"
+    uses the table the other wrote after it began judging (it does not profile the same blocks again), but not
+    one that was there before."""
+    from agd_deploy import demo
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("AGD_CACHE_DIR", str(cache))
+    written = _lut_here(cache)  # the other demo's fresh table
+    profiled = []
+    monkeypatch.setattr("agd_deploy.profiling.profile.profile", lambda *a, **k: profiled.append(a))
+    cfg = DemoConfig(out=str(tmp_path / "run"))
+    dest = tmp_path / "run" / "profile" / "t.json"
+    got = demo.stage_profile(cfg, dest, force_profile=True, since=time.time() - 60)
+    assert got["source"] == "profiled" and got["from"] == str(written) and not profiled
+    assert json.loads(dest.read_text())["entries"] == json.loads(written.read_text())["entries"]
+    demo.stage_profile(cfg, dest, force_profile=True, since=time.time() + 60)  # judged after it was written
+    assert len(profiled) == 1  # so this machine is profiled (the stub leaves the old file in place)
