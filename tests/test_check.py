@@ -278,6 +278,12 @@ def test_gate_adopts_a_fitting_table_once(tmp_path, monkeypatch):
     except AgdError as e:
         if "own noise" in str(e):  # the host changed speed while timing (these VMs do): no verdict to test
             pytest.skip(f"machine too noisy to compare two checks now: {e}")
+        if "not one factor" in str(e):  # did this machine change between the two checks? Ask it a third time
+            again = check_table(src, progress=False)
+            drift = max(abs(a["ratio"] / b["ratio"] - 1) for a, b in zip(again.nets, here.nets))
+            if drift > TOL_MAX:
+                pytest.skip(f"this machine's reference nets moved {drift:.0%} between two checks minutes apart "
+                            f"(host contention): no verdict to test")
         raise
     if res.noise > TOL_MAX / 2 or here.noise > TOL_MAX / 2:
         pytest.skip(f"machine too noisy to compare two checks now (noise {here.noise:.1%}, {res.noise:.1%})")
