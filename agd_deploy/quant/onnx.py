@@ -274,6 +274,7 @@ def unshare_weights(model) -> int:
                 seen.add(node.input[k])
     return copies
 
+
 def _init_value(model, name: str) -> np.ndarray | None:
     from onnx import numpy_helper
 
