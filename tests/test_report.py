@@ -142,6 +142,18 @@ def test_arch_table_matches_arch_json(tmp_path):
     assert [int(c[1]) for c in cells] == want
 
 
+def test_pooled_validation_wins_over_the_brief_one(tmp_path):
+    """The demo keeps its brief 8-net check beside the pooled one (validation.brief.json sorts first): the
+    report shows the validation that decided."""
+    from agd_deploy.report.html import load_run
+
+    run = make_run(tmp_path / "run")
+    pooled = json.loads((run / "profile" / "validation.json").read_text())
+    (run / "profile" / "validation.brief.json").write_text(json.dumps({**pooled, "n": 8,
+                                                                         "points": pooled["points"][:8]}))
+    assert load_run(run).validation["n"] == 12
+
+
 def test_empty_run_degrades_to_not_run(tmp_path):
     run = tmp_path / "empty"
     run.mkdir()

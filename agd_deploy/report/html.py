@@ -65,8 +65,8 @@ def load_run(root: str | Path) -> RunData:
                 continue
             if "entries" in d and data.lut is None:
                 data.lut, data.lut_path = d, p
-            elif "points" in d and data.validation is None:
-                data.validation = d
+            elif "points" in d and (data.validation is None or p.name == "validation.json"):
+                data.validation = d  # the demo's validation.json (pooled) over its validation.brief.json
         pngs = sorted(prof.glob("*.png"))
         data.validation_png = pngs[0] if pngs else None
     search = root / "search"
