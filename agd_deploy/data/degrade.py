@@ -304,28 +304,31 @@ class RealESRGANConfig:
         return asdict(self)
 
 
-def _config_key(prefix: str, version: int, config) -> str:
-    """`<prefix>:v<version>:<hash of the config>`: a cache key that changes with any setting or pipeline version."""
-    blob = json.dumps(config.to_dict(), sort_keys=True)
-    return f"{prefix}:v{version}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+class _Configured(Degradation):
+    """A random pipeline set by a frozen `config` dataclass (the subclass's field). Its cache key,
+    `<PREFIX>:v<VERSION>:<hash of the config>`, changes with any setting or pipeline version."""
 
-
-@dataclass(frozen=True)
-class RealESRGAN(Degradation):
-    config: RealESRGANConfig = field(default_factory=RealESRGANConfig)
-    VERSION = 1  # bump when the pipeline's code changes what a (config, seed) produces: cached LRs go stale
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return "realesrgan+clean" if self.config.clean_prob > 0 else "realesrgan"
+    PREFIX = ""
+    VERSION = 1  # bump in a subclass when its code changes what a (config, seed) produces: cached LRs go stale
 
     @property
     def key(self) -> str:
-        return _config_key("realesrgan", self.VERSION, self.config)
+        blob = json.dumps(self.config.to_dict(), sort_keys=True)  # type: ignore[attr-defined]
+        return f"{self.PREFIX}:v{self.VERSION}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
     @property
     def random(self) -> bool:
         return True
+
+
+@dataclass(frozen=True)
+class RealESRGAN(_Configured):
+    config: RealESRGANConfig = field(default_factory=RealESRGANConfig)
+    PREFIX, VERSION = "realesrgan", 1
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "realesrgan+clean" if self.config.clean_prob > 0 else "realesrgan"
 
     def lr(self, hr, scale, rng):
         c = self.config
@@ -396,19 +399,11 @@ class PhotoConfig:
 
 
 @dataclass(frozen=True)
-class Photo(Degradation):
+class Photo(_Configured):
     config: PhotoConfig = field(default_factory=PhotoConfig)
-    VERSION = 1  # bump when the code changes what a (config, seed) produces: cached LRs go stale
+    PREFIX, VERSION = "photo", 1
 
     name = "photo"
-
-    @property
-    def key(self) -> str:
-        return _config_key("photo", self.VERSION, self.config)
-
-    @property
-    def random(self) -> bool:
-        return True
 
     def lr(self, hr, scale, rng):
         c = self.config
