@@ -215,7 +215,7 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False, sinc
     with file_lock(cache_path, "the latency table of this device"):
         fresh = force_profile and cache_path.is_file() and cache_path.stat().st_mtime > since
         found = None if force_profile else pick_table(cfg)
-        if fresh:  # another demo re-profiled this machine while this one waited: use that table
+        if fresh:  # another demo profiled this machine since this one began judging its table: use that one
             _log(f"  using the table another agd process just profiled: {cache_path}")
             source, src_path, verdict = "profiled", cache_path, "profiled"
         elif found is not None and found.this_device:
@@ -249,6 +249,11 @@ def stage_profile(cfg: DemoConfig, dest: Path, force_profile: bool = False, sinc
             "check": verdict}
 
 
+def _brief_json(out_json: Path) -> Path:
+    """Where stage_validate keeps the brief check beside `out_json` (which holds the pooled one after `extend`)."""
+    return out_json.with_name(out_json.stem + ".brief.json")
+
+
 def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path, extend: bool = False
                    ) -> dict[str, Any]:
     """The brief validation (`validate_n` nets, seed 1); `extend`: 2 x `validate_n` more nets (seed 2) pooled
@@ -257,7 +262,7 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path, 
     from .profiling.validate import pool, validate
 
     lut = LUT.load(table)
-    brief = out_json.with_name(out_json.stem + ".brief.json")
+    brief = _brief_json(out_json)
     if not extend:
         rep = validate(lut, n=cfg.validate_n, seed=1, rounds=cfg.validate_rounds, progress=True, plot=out_png)
         atomic_write_json(brief, rep)
@@ -419,14 +424,10 @@ def stage_evaluate_st(cfg: DemoConfig, ckpt: Path, arts: dict[str, Path], out_js
 def stage_crops_st(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Path) -> dict[str, Any]:
     """Each held-out crop: the degraded input, the clean image, the teacher's output and the student's (fp32,
     int8), as PNGs for the report; inputs and the teacher's output come from the evaluation's teacher cache."""
-    import numpy as np
-    from PIL import Image
-
     from .data import TeacherCache
     from .teachers import load_teacher
     from .train import load_upscaler
     from .train.evaluate import EVAL_SEED
-    from .utils import atomic_path
 
     cache = TeacherCache(load_teacher(cfg.teacher), heldout_images(cfg), progress=False,
                          degradation=train_degradation(cfg), seed=EVAL_SEED)
@@ -436,9 +437,7 @@ def stage_crops_st(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out:
     names = []
     for smp in cache:
         pics = {"lr": smp.lr, "hr": smp.hr, "teacher": smp.teacher, **{k: up.upscale(smp.lr) for k, up in ups.items()}}
-        for k, a in pics.items():
-            with atomic_path(out / smp.name / f"{k}.png", ".png") as tmp:
-                Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+        _save_pngs(out / smp.name, pics)
         names.append(smp.name)
     return {"images": names}
 
@@ -463,16 +462,26 @@ def heldout_images(cfg: DemoConfig):
                   f"{cfg.eval_side}x{cfg.eval_side}")
 
 
+def _save_pngs(folder: Path, pics: dict[str, Any]) -> None:
+    """`folder/<name>.png` for each uint8 HxWx3 image of `pics`, written atomically (the report reads them)."""
+    import numpy as np
+    from PIL import Image
+
+    from .utils import atomic_path
+
+    for k, a in pics.items():
+        with atomic_path(folder / f"{k}.png", ".png") as tmp:
+            Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+
+
 def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Path) -> dict[str, Any]:
     """Each held-out crop upscaled by every model, saved as PNGs for the report. LR, ground truth and the
     teacher's output come from the teacher cache the evaluation filled."""
     import numpy as np
-    from PIL import Image
 
     from .data import TeacherCache
     from .teachers import load_teacher
     from .train import load_upscaler
-    from .utils import atomic_path
 
     cache = TeacherCache(load_teacher(cfg.teacher), heldout_images(cfg), progress=False)
     ups = {"bicubic": load_upscaler("bicubic"), "student": load_upscaler(str(ckpt))}
@@ -485,9 +494,7 @@ def stage_crops(cfg: DemoConfig, ckpt: Path, int8_artifact: Path | None, out: Pa
         if smp.hr.size:  # native inputs have no ground truth
             pics["hr"] = smp.hr
         pics.update({k: up.upscale(smp.lr) for k, up in ups.items()})
-        for k, a in pics.items():
-            with atomic_path(out / folder / f"{k}.png", ".png") as tmp:
-                Image.fromarray(np.ascontiguousarray(a)).save(tmp, format="PNG")
+        _save_pngs(out / folder, pics)
         names.append(folder)
     return {"images": names}
 
@@ -581,7 +588,7 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
     def validated(prof) -> dict[str, Any]:
         key = {"table": prof["sha256"], "n": cfg.validate_n, "rounds": cfg.validate_rounds}
         val = stages("validate", key, lambda resume: stage_validate(cfg, table, val_json, val_png),
-                     [val_json, val_json.with_name("validation.brief.json")])
+                     [val_json, _brief_json(val_json)])
         if cfg.min_within_10pct - 0.25 <= val["lut"]["within_10pct"] < cfg.min_within_10pct:
             # A near miss of a few nets (8 nets can only show 90% as 8 of 8): one or two nets off on a noisy
             # machine, or a table that is a little off? Decide on three times as many nets, pooled.

@@ -9,10 +9,10 @@ validation gate. So each round of `timing.time_runs` goes through a `Guard`:
   `AGD_TIMING_LOCK` moves it): two agd processes never time at the same moment, they take turns by round;
 - it measures the CPU that *other* processes used while the round ran (Linux `/proc/stat` busy time minus this
   process's own, in cores). Above `AGD_BUSY_CORES` (default 0.3: a process sharing the timing core shows as
-  ~0.5) the round is disturbed: its samples are dropped and, with the lock released, the process waits until the machine is quiet, then times the round again, for
-  at most `AGD_QUIET_WAIT_S` seconds in all per process (default 600: a profile's passes or an export's
-  artifacts do not each wait that long on a machine that stays busy). Past that it keeps the samples and warns
-  once that it timed on a busy machine. Steal time (other VMs) is not counted: waiting does not help there.
+  ~0.5) the round is disturbed: its samples are dropped and, with the lock released, the process waits until
+  the machine is quiet, then times the round again, for at most `AGD_QUIET_WAIT_S` seconds in all per process
+  (default 600: a profile's passes or an export's artifacts do not each wait that long on a machine that stays
+  busy). Past that it keeps the samples and warns once that it timed on a busy machine. Steal time (other VMs) is not counted: waiting does not help there.
 
 CUDA-clock timing takes the lock but skips the load check (the GPU keeps its own clock). Where `/proc/stat` is
 missing (macOS, Windows) only the lock applies."""
@@ -117,8 +117,9 @@ class Guard:
                                    f"{self.what}): waiting for quiet, up to {left:.0f} s (AGD_QUIET_WAIT_S)")
             t0 = time.monotonic()
             quiet = self._wait_quiet(left)
-            self.waited_quiet_s += time.monotonic() - t0
-            _waited_here[0] += time.monotonic() - t0
+            waited = time.monotonic() - t0
+            self.waited_quiet_s += waited
+            _waited_here[0] += waited
             if quiet:
                 res.redo = True
                 self.retried += 1
