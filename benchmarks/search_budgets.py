@@ -2,7 +2,7 @@
 under its budget, and does the same budget in MACs (AGD's FLOPs penalty) miss it by more?
 
     python benchmarks/search_budgets.py --target ort-cpu-int8 --out runs/budgets [--fracs 0.3,0.5,0.7]
-        [--recipe sr_x4_tiny] [--table FILE] [--steps N] [--export]
+        [--recipe sr_x4_tiny] [--table FILE] [--steps N] [--export] [--measure]
 
 For each budget fraction F it runs `agd search RECIPE --budget-frac F` twice (`--cost latency` and
 `--cost flops`; the FLOPs search gets the MACs that a linear ms-per-MAC fit over random archs maps to the
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's steps")
     ap.add_argument("--rounds", type=int, default=30, help="timing rounds of agd profile measure")
     ap.add_argument("--export", action="store_true", help="also export onnx-int8 and report its min_ms")
+    ap.add_argument("--measure", action="store_true", help="agd search --measure: latency searches re-derive while "
+                    "the derived arch measures over its budget here")
     ap.add_argument("--rerun", action="store_true", help="redo (resume) searches whose arch.json exists")
     ap.add_argument("--search-only", action="store_true", help="run the searches, measure nothing (e.g. to run the"
                     " latency and flops searches in two processes, then measure all in one rerun)")
@@ -72,6 +74,8 @@ def main() -> None:
                 args += ["--table", a.table]
             if a.steps:
                 args += ["--steps", str(a.steps)]
+            if a.measure and cost == "latency":
+                args += ["--measure"]
             done = run / "arch.json"
             if done.is_file() and not a.rerun:  # a finished search: measure it again, do not redo it
                 res = json.loads(done.read_text())
@@ -85,6 +89,9 @@ def main() -> None:
                    "measured_ms": m["measured_ms"], "gmacs": res["gmacs"], "params": res["params"],
                    "budget_gmacs": res.get("budget_gmacs"), "arch": str(run / "arch.json")}
             row["measured_over_budget"] = row["measured_ms"] / row["budget_ms"]
+            if res.get("budget_check"):  # --measure: what the search itself measured, and how many derives
+                row["search_measured_ms"] = res["budget_check"]["measured_ms"]
+                row["search_tries"] = [(t["predicted_ms"], t["measured_ms"]) for t in res["budget_check"]["tries"]]
             if a.export:
                 man = agd(["export", str(run / "arch.json"), "--formats", "onnx-int8", "--out", str(run / "export")],
                           lock="x")
@@ -108,6 +115,9 @@ def main() -> None:
             ob = r.get("onnx_int8_over_budget")
             line += f" {r.get('onnx_int8_min_ms') or float('nan'):>12.2f} {ob if ob else float('nan'):>6.3f}"
         print(line)
+        if r.get("search_tries"):
+            print("      search --measure tries (predicted, measured ms): "
+                  + ", ".join(f"({p:.2f}, {m:.2f})" for p, m in r["search_tries"]))
     for cost in a.costs.split(","):
         sel = [r for r in rows if r["cost"] == cost]
         if sel:

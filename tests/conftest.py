@@ -25,3 +25,4 @@ def _agd_cache(tmp_path_factory, monkeypatch):
 
 # Timing in tests never waits for a quiet machine (runtimes/quiet.py): a busy CI box gets a warning, not a stall.
 os.environ.setdefault("AGD_QUIET_WAIT_S", "0")
+os.environ.setdefault("AGD_MIN_SPAN_S", "0")  # no pauses between timing rounds: tests assert behaviour, not speed

@@ -136,3 +136,29 @@ def test_two_processes_never_time_at_once(tmp_path):
     assert len(a) == len(b) == 2 * 2 + 4 * 2 * 2  # warm-up 2 each, then per round one untimed + one timed each
     overlaps = [(x, y) for x in a for y in b if x[0] < y[1] and y[0] < x[1]]
     assert not overlaps, overlaps[:3]
+
+
+def test_short_timings_are_spread_over_the_min_span(monkeypatch):
+    """Rounds quicker than their share of AGD_MIN_SPAN_S are followed by pauses: the samples cover the span
+    (a shared host's bursts of load last seconds), their count and values stay those of the rounds; a
+    time-budgeted call (profiles, checks) is never paused."""
+    import time
+
+    stamps = []
+
+    def call():
+        stamps.append(time.perf_counter())
+    monkeypatch.setenv("AGD_MIN_SPAN_S", "0.8")
+    t0 = time.perf_counter()
+    samples = time_runs({"a": call}, 5, clock="wall")
+    took = time.perf_counter() - t0
+    assert len(samples["a"]) == 5 and max(samples["a"]) < 50  # a pause is not inside any sample
+    assert took >= 0.8 * 4 / 5  # 4 pauses of 0.16 s at least, after rounds 1..4 (and the 5th)
+    assert stamps[-1] - stamps[2] >= 0.8 * 2 / 5 * 0.9  # the timed calls themselves are spread
+    t0 = time.perf_counter()
+    time_runs({"a": call}, 5, clock="wall", budget_s=60)
+    assert time.perf_counter() - t0 < 0.5
+    monkeypatch.setenv("AGD_MIN_SPAN_S", "0")
+    t0 = time.perf_counter()
+    time_runs({"a": call}, 5, clock="wall")
+    assert time.perf_counter() - t0 < 0.5

@@ -116,6 +116,38 @@ def test_flops_search_gets_the_same_ms_budget_as_macs(setup, agd, tmp_path):
     assert "expected_gmacs" in json.loads((out / "log.jsonl").read_text().splitlines()[0])
 
 
+def test_measure_checks_the_budget_on_the_real_target(setup, agd, tmp_path):
+    """`--measure` times every derived arch on ort-cpu-int8 here (real onnxruntime, the table's int8
+    lowering); an arch measured over budget * (1 - margin) is re-derived under the budget tightened by its
+    measured / predicted. The synthetic table is not this CPU's, so whatever the CPU, the rule is what is
+    checked: each step follows from the previous try's numbers."""
+    out = tmp_path / "m"
+    code, stdout, err = agd("search", *common(setup), "--budget-frac", "0.3", "--out", out, "--json", "--steps",
+                            "2", "--measure")
+    assert code == 0, err
+    d = json.loads(stdout)
+    from contracts import check
+
+    check("arch", d)
+    chk, budget = d["budget_check"], d["budget_ms"]
+    tries = chk["tries"]
+    assert 1 <= len(tries) <= 3 and all(t["measured_ms"] > 0 for t in tries)
+    assert math.isclose(chk["accept_ms"], budget * 0.95, rel_tol=1e-3)
+    assert d["measured_ms"] == chk["measured_ms"] == tries[-1]["measured_ms"]
+    assert chk["met"] == (d["measured_ms"] <= budget)
+    assert {"ops": d["ops"], "widths": d["widths"]} == {"ops": tries[-1]["ops"], "widths": tries[-1]["widths"]}
+    assert tries[0]["predicted_ms"] <= budget * 0.95 + 1e-3  # the first is the plain derive
+    for prev, nxt in zip(tries, tries[1:]):  # a retry only after an over, under the tightened budget
+        assert prev["measured_ms"] > chk["accept_ms"]
+        tightened = budget * prev["predicted_ms"] / prev["measured_ms"]
+        lo = LatencyCost(LUT.load(setup / "lut.json")).extremes()[0][0]
+        assert nxt["predicted_ms"] <= max(tightened * 0.95, lo) + 1e-3
+    if len(tries) < 3 and tries[-1]["predicted_ms"] > LatencyCost(LUT.load(setup / "lut.json")).extremes()[0][0] + 1e-6:
+        assert tries[-1]["measured_ms"] <= chk["accept_ms"] + 1e-3  # stopped because it was under
+    code, _, err = agd("search", *common(setup), "--cost", "flops", "--measure", "--out", tmp_path / "f")
+    assert code == 2 and "--measure checks a latency budget" in err and "Traceback" not in err
+
+
 def _edited_lut(setup, tmp_path, **change) -> Path:
     d = json.loads((setup / "lut.json").read_text())
     d.update(change)

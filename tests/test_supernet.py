@@ -169,3 +169,79 @@ def test_budget_below_minimum_is_refused_naming_it():
         check_budget(lc, lo * 0.9)
     with pytest.raises(BudgetError):
         project(Arch.extreme("sr", True), lc, lo * 0.5)
+
+
+def _device(lc, slower: float, bursts: list[float] | None = None):
+    """A stand-in for a target measured on a machine: the table's prediction times `slower`, the first
+    calls inflated by `bursts` (a shared host's load); records each call."""
+    calls = []
+
+    def measure(arch):
+        k = bursts.pop(0) if bursts else 1.0
+        calls.append(lc.predict(arch) * slower * k)
+        return calls[-1]
+    measure.calls = calls
+    return measure
+
+
+def test_fit_measured_keeps_an_arch_that_measures_under_the_budget():
+    from agd_deploy.search.derive import fit_measured
+
+    lc = LatencyCost(synthetic_lut())
+    (lo, _), (hi, _) = lc.extremes()
+    budget = lo + 0.4 * (hi - lo)
+    dev = _device(lc, 1.0)
+    arch, tries = fit_measured(Arch.extreme("sr", True), lc, budget, dev, margin=0.05)
+    assert len(tries) == 1 and len(dev.calls) == 1
+    assert arch == project(Arch.extreme("sr", True), lc, budget, 0.05)  # the plain derive's arch, kept
+    assert tries[0].measured_ms <= budget * 0.95 + 1e-9
+
+
+def test_fit_measured_tightens_by_the_measured_error_until_under():
+    from agd_deploy.search.derive import fit_measured
+
+    lc = LatencyCost(synthetic_lut())
+    (lo, _), (hi, _) = lc.extremes()
+    budget = lo + 0.4 * (hi - lo)
+    dev = _device(lc, 1.12)  # this machine is 12% slower than its table on every arch
+    arch, tries = fit_measured(Arch.extreme("sr", True), lc, budget, dev, margin=0.05)
+    assert tries[0].measured_ms > budget * 0.95  # the table's arch was over here
+    assert tries[-1].arch == arch and tries[-1].measured_ms <= budget * 0.95 + 1e-9
+    assert len(tries) == 2  # one correction by the measured ratio suffices for a uniform error
+    assert tries[1].predicted_ms <= budget * 0.95 / 1.12 + 1e-6
+    assert tries[1].measured_ms >= budget * 0.85  # tightened, not crushed
+
+
+def test_fit_measured_measures_an_over_arch_twice_and_keeps_the_min():
+    from agd_deploy.search.derive import fit_measured
+
+    lc = LatencyCost(synthetic_lut())
+    (lo, _), (hi, _) = lc.extremes()
+    budget = lo + 0.4 * (hi - lo)
+    dev = _device(lc, 1.0, bursts=[1.3])  # the first measurement fell in a burst of load
+    arch, tries = fit_measured(Arch.extreme("sr", True), lc, budget, dev, margin=0.05)
+    assert len(dev.calls) == 2 and len(tries) == 1
+    assert tries[0].measured_ms == min(dev.calls)
+
+
+def test_fit_measured_stops_at_the_smallest_arch_and_reports_it_over():
+    from agd_deploy.search.derive import fit_measured
+
+    lc = LatencyCost(synthetic_lut())
+    (lo, _), (hi, _) = lc.extremes()
+    budget = lo * 1.1
+    dev = _device(lc, 3.0)  # no arch of the space can meet this budget here
+    arch, tries = fit_measured(Arch.extreme("sr", True), lc, budget, dev, margin=0.05, tries=5)
+    assert 1 < len(tries) <= 5
+    assert math.isclose(lc.predict(arch), lo, rel_tol=1e-9)
+    assert tries[-1].measured_ms > budget
+
+
+def test_project_near_the_minimum_falls_back_to_the_smallest_arch():
+    """Greedy one-step moves can stall above a target close to the space's minimum; the exact smallest arch
+    is under any target >= it, so derive never refuses a budget that check_budget accepted."""
+    lc = LatencyCost(synthetic_lut())
+    (lo, _), _ = lc.extremes()
+    for budget in (lo, lo * 1.02, lo * 1.06):
+        a = project(Arch.extreme("sr", True), lc, budget, margin=0.05)
+        assert lc.predict(a) <= max(budget * 0.95, lo) * (1 + 1e-9)

@@ -29,13 +29,16 @@ from .options import device_options
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--allow-other-device", is_flag=True,
               help="Search with a table that a check found stale on this machine (its ms are another device's).")
+@click.option("--measure", is_flag=True,
+              help="Measure the derived arch on the target on this machine and re-derive (up to 3 tries) while "
+                   "it is over the budget; arch.json gets measured_ms and budget_check.")
 @device_options(amp_default="auto")
 @click.option("--json", "as_json", is_flag=True, help="Print arch.json's object.")
 @click.option("--dry-run", is_flag=True,
               help="Only check the recipe (and --table: readable, same space and input shape) and print the "
                    "resolved settings as JSON; no search, nothing written.")
 def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmacs, teacher, data, out, steps, resume,
-           allow_other_device, device, amp, as_json, dry_run):
+           allow_other_device, measure, device, amp, as_json, dry_run):
     """Search RECIPE (a shipped name like sr_x4_tiny, or a YAML path) under a budget; writes OUT/arch.json."""
     from ..search.config import SearchConfig
     from ..search.run import search as run_search
@@ -61,9 +64,11 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
         lut = usable_table(table, tgt, cfg.space, cfg.input_shape, 1, allow_other_device, not as_json)
         if lut is not None:
             table, target = str(lut.path), tgt
+    measure_fn = _measurer(table, cost_name or cfg.cost, not as_json) if measure else None
     res = run_search(cfg, target=target, table=table, cost_name=cost_name, budget_ms=budget_ms,
                      budget_frac=budget_frac, budget_gmacs=budget_gmacs, teacher=teacher, data=data, out=out,
-                     resume=resume, steps=steps, progress=not as_json, device=device, amp=amp)
+                     resume=resume, steps=steps, progress=not as_json, device=device, amp=amp,
+                     measure=measure_fn)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -76,6 +81,21 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
     lat = f"predicted {pm:.2f} ms (budget {bm:.2f} ms), " if pm is not None and bm is not None else ""
     click.echo(f"{out}/arch.json: {lat}{res['gmacs']:.3f} GMACs, {res['params']:,} params at "
                f"{'x'.join(map(str, res['input_shape']))}")
+    chk = res.get("budget_check")
+    if chk:
+        verdict = "within" if chk["met"] else "OVER"
+        click.echo(f"  measured here {chk['measured_ms']:.2f} ms: {verdict} the budget after "
+                   f"{len(chk['tries'])} tr{'y' if len(chk['tries']) == 1 else 'ies'}")
+
+
+def _measurer(table, cost_name, progress):
+    """The device check for --measure: a latency search on a target that runs here."""
+    if cost_name != "latency" or not table:
+        raise click.UsageError("--measure checks a latency budget: it needs --cost latency and a latency table")
+    from ..profiling.lut import LUT
+    from ..profiling.validate import measurer
+
+    return measurer(LUT.load(table), progress=progress)
 
 
 def _dry_checks(cfg, teacher, data, target) -> dict:

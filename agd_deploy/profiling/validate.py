@@ -224,3 +224,25 @@ def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20
         samples = time_artifacts(target_name, {"net": art}, rounds, threads=threads, clock=clock, passes=2,
                                  progress="timing" if progress else False)["net"]
     return Stats.from_samples(samples).get(statistic)
+
+
+def measurer(lut: LUT, rounds: int = 20, progress: bool = False):
+    """`arch -> ms` on this machine, measured as `lut` was (its target, threads, clock, statistic and int8
+    lowering): the device check of a searched arch (search.derive.fit_measured)."""
+    import sys
+
+    from ..runtimes.targets import get_target
+    from .predictor import predict_ms
+    from .profile import table_lowering
+
+    get_target(lut.target)  # a target that cannot run here is refused now, not after the search
+    int8, clock = table_lowering(lut), lut.clock
+
+    def measure(arch: Arch) -> float:
+        ms = measure_one(arch, lut.target, threads=lut.threads, rounds=rounds, statistic=lut.statistic,
+                         clock=clock, int8=int8)
+        if progress:
+            sys.stderr.write(f"budget check on {lut.target}: measured {ms:.2f} ms, table {predict_ms(lut, arch):.2f} ms\n")
+        return ms
+
+    return measure

@@ -254,18 +254,24 @@ def target_clock(target, threads: int) -> str:
 def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, threads: int = 1, clock: str = "cpu",
               seed: int = 0, progress: bool | str = False, budget_s: float | None = None, min_rounds: int = 2,
               on_round: Callable[[int, dict[str, float]], None] | None = None,
-              guard=None) -> dict[str, list[float]]:
+              guard=None, span_s: float | None = None) -> dict[str, list[float]]:
     """THE timing call: prepared callables timed interleaved (`timed_rounds`) with `threads` pinned; returns
     {name: samples in ms}, one sample per round. `rounds`: a count, or the range of round indices (a resumed
     profile continues its seeds). budget_s: stop once the next round would end past it (never before
     `min_rounds`; waits for a quiet machine do not count). on_round(index, {name: ms}) after each round
     (checkpoints). Every round goes through a `quiet.Guard`: the machine's timing lock, and rounds that other
     processes disturbed are timed again (`AGD_BUSY_CORES`, `AGD_QUIET_WAIT_S`; runtimes/quiet.py); pass your
-    own `guard` to read its `report()` afterwards."""
+    own `guard` to read its `report()` afterwards.
+
+    Short timings are spread over at least `span_s` seconds (default `min_span_s()`; rounds quicker than
+    their share are followed by a pause, not counted as timing time; not with `budget_s`): on a shared host the machine slows by up to ~50% for
+    bursts of 1-3 s (docs/ARCHITECTURE.md, "Known pitfalls"), and a min over a one-second run inside such a
+    burst reports the burst; spread samples keep the min's claim."""
     rounds = range(rounds) if isinstance(rounds, int) else rounds
     samples: dict[str, list[float]] = {k: [] for k in runs}
+    share_s = 0.0 if budget_s is not None else (min_span_s() if span_s is None else span_s) / max(1, len(rounds))
     last = time.perf_counter()
-    elapsed = waits_before = 0.0
+    elapsed = waits_before = paused = 0.0
     bar = None
     if progress:
         from tqdm import tqdm
@@ -287,7 +293,11 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
                     bar.update(1)
                 now = time.perf_counter()
                 waits = guard.waited_lock_s + guard.waited_quiet_s  # waiting for quiet is not timing time
-                round_s, waits_before = now - last - (waits - waits_before), waits
+                span = now - last - paused  # this round, waits included
+                round_s, waits_before = span - (waits - waits_before), waits
+                paused = max(0.0, share_s - span)
+                if paused:
+                    time.sleep(paused)
                 elapsed += round_s
                 if budget_s is not None and len(samples[next(iter(runs))]) >= min_rounds and \
                         elapsed + round_s > budget_s:
@@ -300,6 +310,13 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
     return samples
 
 
+def min_span_s() -> float:
+    """Seconds a timing call's rounds are spread over at least (`AGD_MIN_SPAN_S`, default 8; 0 = no pauses)."""
+    from .quiet import _env_float
+
+    return max(0.0, _env_float("AGD_MIN_SPAN_S", 8.0))
+
+
 def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int | range, *, threads: int = 1, clock: str = "",
                    passes: int = 1, inputs: Mapping[str, np.ndarray] | None = None,
                    load_options: Mapping[str, Any] | None = None, budget_s: float | None = None,
@@ -308,7 +325,8 @@ def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int | range, *,
     given, then `time_runs` (its keywords pass through). `passes`: the rounds are split into this many
     passes, each with freshly loaded sessions, because a session can sit in a slow state for its whole life
     (docs/ARCHITECTURE.md, "Known pitfalls"): a statistic over several passes drops it. inputs: {name: array}
-    to time on (default: each session's example input); load_options go to the runtime adapter (adb=...)."""
+    to time on (default: each session's example input); load_options go to the runtime adapter (adb=...).
+    The passes share one `min_span_s()` between them."""
     rounds = range(rounds) if isinstance(rounds, int) else rounds
     n = max(1, min(passes, len(rounds)))
     cuts = [rounds.start + round(i * len(rounds) / n) for i in range(n + 1)]
@@ -317,7 +335,7 @@ def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int | range, *,
     for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
         left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - t0)) / (n - i)
         got = _one_pass(target, artifacts, range(lo, hi), threads, clock or target_clock(target, threads), inputs,
-                        load_options, left, kw)
+                        load_options, left, {"span_s": min_span_s() / n, **kw})
         for k, v in got.items():
             samples[k].extend(v)
     return samples

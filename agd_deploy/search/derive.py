@@ -71,7 +71,7 @@ def project(arch: Arch, cost: CostModel, budget: float, margin: float = 0.05, fi
         op_logp = torch.zeros(sp.n_positions, len(sp.ops))
     if width_logp is None:
         width_logp = {k: torch.zeros(len(v)) for k, v in sp.width_vars.items()}
-    (lo, _), _ = cost.extremes()
+    (lo, smallest), _ = cost.extremes()
     target = max(budget * (1.0 - margin), lo)
     value = cost.predict(arch)
     while value > target * (1 + 1e-9):
@@ -80,8 +80,9 @@ def project(arch: Arch, cost: CostModel, budget: float, margin: float = 0.05, fi
             saved = value - m.value
             if saved > 0 and saved / (max(m.logp_drop, 0.0) + eps) > best_score:
                 best, best_score = m, saved / (max(m.logp_drop, 0.0) + eps)
-        if best is None:  # cannot happen when target >= the exact minimum, but never loop forever
-            raise BudgetError(f"could not shrink the arch under {target:.4g} {cost.unit}")
+        if best is None:  # a local minimum of one-step moves above a target near the space's minimum:
+            arch, value = Arch(smallest.space, list(smallest.ops), dict(smallest.widths), list(arch.input_shape)), lo
+            break  # the exact smallest arch is under any target >= lo (fill grows it back)
         arch, value = best.arch, best.value
     while fill:
         best, best_score = None, -1.0
@@ -93,3 +94,46 @@ def project(arch: Arch, cost: CostModel, budget: float, margin: float = 0.05, fi
             break
         arch, value = best.arch, best.value
     return arch
+
+
+@dataclass
+class Tried:
+    """One derived arch measured on the target: what the table predicted, what the device said."""
+
+    arch: Arch
+    predicted_ms: float
+    measured_ms: float
+
+    def to_dict(self) -> dict:
+        return {"ops": list(self.arch.ops), "widths": dict(self.arch.widths),
+                "predicted_ms": round(self.predicted_ms, 4), "measured_ms": round(self.measured_ms, 4)}
+
+
+def fit_measured(start: Arch, cost: CostModel, budget_ms: float, measure, margin: float = 0.05, fill: bool = True,
+                 op_logp: torch.Tensor | None = None, width_logp: dict[str, torch.Tensor] | None = None,
+                 tries: int = 3) -> tuple[Arch, list[Tried]]:
+    """Project `start` under the budget, measure it, and re-project while the *measured* time is over.
+
+    Why: a table predicts a whole net only within its validation error (a few %), and on one arch that
+    error can exceed the derive margin. The device is the truth: an arch is accepted when measured <=
+    budget * (1 - margin), the margin being what later runs' noise may add. An arch over that is measured
+    once more (the min kept: load only ever slows), then its error, measured / predicted, tightens the next
+    projection's budget. `measure(arch) -> ms` is the caller's (the search never imports runtimes). Returns
+    the last arch and every try; the last may still be over when `tries` ran out or the space's smallest
+    arch is reached (the caller says so)."""
+    (lo, smallest), _ = cost.extremes()
+    history: list[Tried] = []
+    scaled = budget_ms
+    for _ in range(max(1, tries)):
+        arch = smallest if scaled * (1 - margin) <= lo else project(start, cost, scaled, margin, fill, op_logp,
+                                                                     width_logp)
+        pred = cost.predict(arch)
+        ms = float(measure(arch))
+        if ms > budget_ms * (1 - margin):  # over: once more before acting on it (load only ever slows)
+            ms = min(ms, float(measure(arch)))
+        tried = Tried(arch, pred, ms)
+        history.append(tried)
+        if tried.measured_ms <= budget_ms * (1 - margin) or arch is smallest:
+            break
+        scaled = min(scaled, budget_ms * pred / tried.measured_ms)  # the budget in table ms at this arch's error
+    return history[-1].arch, history

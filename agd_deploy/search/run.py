@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import AgdError
 from ..profiling import LUT, tables
@@ -17,7 +17,7 @@ from ..space import Arch, build, count, get_space
 from ..utils import atomic_write_json, format_shape, sha256_file
 from .config import SearchConfig
 from .cost import CostModel, FlopsCost, LatencyCost, linear_fit
-from .derive import check_budget, project
+from .derive import check_budget, fit_measured, project
 from .distributed import Dist, debug_hash, init_from_env
 
 
@@ -135,9 +135,11 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
            budget_ms: float | None = None, budget_frac: float | None = None, budget_gmacs: float | None = None,
            teacher: str | None = None, data: str | None = None, out: str | Path = "agd-search",
            resume: bool = False, steps: int | None = None, progress: bool = True, device: str | None = "auto",
-           amp: str | None = "auto") -> dict[str, Any]:
+           amp: str | None = "auto", measure: Callable[[Arch], float] | None = None) -> dict[str, Any]:
     """Run a search and write `<out>/arch.json`; returns the arch.json object.
-    device/amp: where the supernet trains (train.device; under torchrun cuda:LOCAL_RANK, NCCL, else gloo)."""
+    device/amp: where the supernet trains (train.device; under torchrun cuda:LOCAL_RANK, NCCL, else gloo).
+    measure: times an arch on the target (ms, the table's statistic); given, a latency search re-derives
+    while the measured time is over the budget (derive.fit_measured), on the main rank."""
     t0 = time.time()
     if cfg.threads:
         import torch
@@ -173,7 +175,14 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
     net = res.net.cpu()  # derive on the CPU, wherever the supernet trained
     op_logp, width_logp = net.log_probs()
     argmax = net.argmax_arch(cfg.input_shape)
-    arch = project(argmax, cost, bud.value, cfg.margin, cfg.fill, op_logp, width_logp)
+    checked: dict[str, Any] | None = None
+    if measure is not None and lat is not None and cost.unit == "ms" and dist.is_main:
+        arch, tries = fit_measured(argmax, cost, bud.value, measure, cfg.margin, cfg.fill, op_logp, width_logp)
+        last = tries[-1]
+        checked = {"measured_ms": round(last.measured_ms, 4), "accept_ms": round(bud.value * (1 - cfg.margin), 4),
+                   "met": last.measured_ms <= bud.value, "tries": [t.to_dict() for t in tries]}
+    else:
+        arch = project(argmax, cost, bud.value, cfg.margin, cfg.fill, op_logp, width_logp)
     c = count(build(arch), arch.input_shape)
     meta: dict[str, Any] = {
         "target": target if lut is not None else None,
@@ -193,6 +202,9 @@ def search(cfg: SearchConfig, *, target: str | None = None, table: str | None = 
                    "per_rank_batch": cfg.batch, "effective_batch": cfg.batch * dist.world, "lr_scaled": False,
                    "device": str(dist.device), "amp": dist.compute.amp_name},
     }
+    if checked is not None:
+        meta["measured_ms"] = checked["measured_ms"]
+        meta["budget_check"] = checked
     if cost.unit == "gmacs":
         meta["budget_gmacs"] = bud.value
     result = Arch(arch.space, arch.ops, arch.widths, list(cfg.input_shape), meta).to_dict()
