@@ -275,18 +275,23 @@ def stage_validate(cfg: DemoConfig, table: Path, out_json: Path, out_png: Path, 
 
 
 def stage_search(cfg: DemoConfig, table: Path, out: Path, resume: bool = False) -> dict[str, Any]:
-    """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl."""
+    """The search library's entry point, under the demo's budget; leaves out/arch.json and out/log.jsonl.
+    The derived arch is measured here and re-derived while over (`agd search --measure`): the table passed
+    its check on this machine, and the device has the last word on the budget."""
     import torch
 
+    from .profiling.lut import LUT
+    from .profiling.validate import measurer
     from .search.run import search as run_search
 
     torch.set_num_threads(cfg.train_threads)
     scfg = _recipe(cfg)
     res = run_search(scfg, target=cfg.target, table=str(table), budget_ms=cfg.budget_ms,
                      budget_frac=None if cfg.budget_ms is not None else cfg.budget_frac, out=str(out),
-                     resume=resume, progress=True, device=cfg.device, amp=cfg.amp)
+                     resume=resume, progress=True, device=cfg.device, amp=cfg.amp,
+                     measure=measurer(LUT.load(table), progress=True))
     return {"arch": str(out / "arch.json"), "budget_ms": res.get("budget_ms"), "predicted_ms": res.get("predicted_ms"),
-            "gmacs": res.get("gmacs"), "params": res.get("params")}
+            "measured_ms": res.get("measured_ms"), "gmacs": res.get("gmacs"), "params": res.get("params")}
 
 
 def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = False) -> dict[str, Any]:

@@ -124,6 +124,9 @@ def main() -> None:
             miss = sum(abs(1 - r["measured_over_budget"]) for r in sel) / len(sel)
             inside = sum(0.85 <= r["measured_over_budget"] <= 1.0 for r in sel)
             print(f"{cost:>8}: mean |1 - measured/budget| = {miss:.3f}; {inside}/{len(sel)} in [0.85, 1.00]")
+            ex = [r["onnx_int8_over_budget"] for r in sel if r.get("onnx_int8_over_budget")]
+            if ex:
+                print(f"{'':>8}  exported onnx-int8: {sum(0.85 <= x <= 1.0 for x in ex)}/{len(ex)} in [0.85, 1.00]")
 
 
 if __name__ == "__main__":

@@ -229,8 +229,7 @@ def measure_one(arch: Arch, target_name: str, threads: int = 1, rounds: int = 20
 def measurer(lut: LUT, rounds: int = 20, progress: bool = False):
     """`arch -> ms` on this machine, measured as `lut` was (its target, threads, clock, statistic and int8
     lowering): the device check of a searched arch (search.derive.fit_measured)."""
-    import sys
-
+    from ..log import get
     from ..runtimes.targets import get_target
     from .predictor import predict_ms
     from .profile import table_lowering
@@ -242,7 +241,7 @@ def measurer(lut: LUT, rounds: int = 20, progress: bool = False):
         ms = measure_one(arch, lut.target, threads=lut.threads, rounds=rounds, statistic=lut.statistic,
                          clock=clock, int8=int8)
         if progress:
-            sys.stderr.write(f"budget check on {lut.target}: measured {ms:.2f} ms, table {predict_ms(lut, arch):.2f} ms\n")
+            get(__name__).info(f"budget check on {lut.target}: measured {ms:.2f} ms, table {predict_ms(lut, arch):.2f} ms")
         return ms
 
     return measure
