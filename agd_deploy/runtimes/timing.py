@@ -263,10 +263,10 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
     processes disturbed are timed again (`AGD_BUSY_CORES`, `AGD_QUIET_WAIT_S`; runtimes/quiet.py); pass your
     own `guard` to read its `report()` afterwards.
 
-    Short timings are spread over at least `span_s` seconds (default `min_span_s()`; rounds quicker than
-    their share are followed by a pause, not counted as timing time; not with `budget_s`): on a shared host the machine slows by up to ~50% for
-    bursts of 1-3 s (docs/ARCHITECTURE.md, "Known pitfalls"), and a min over a one-second run inside such a
-    burst reports the burst; spread samples keep the min's claim."""
+    Short timings are spread over at least `span_s` seconds (default `min_span_s()`): a round quicker than its
+    share is followed by a pause, which is not timing time (none with `budget_s`). Why: a shared host slows
+    the machine by up to ~50% in bursts of 1-3 s (docs/ARCHITECTURE.md, "A quiet machine for timing"), and a
+    min over a one-second run inside a burst reports the burst; spread samples keep the min's claim."""
     rounds = range(rounds) if isinstance(rounds, int) else rounds
     samples: dict[str, list[float]] = {k: [] for k in runs}
     share_s = 0.0 if budget_s is not None else (min_span_s() if span_s is None else span_s) / max(1, len(rounds))
