@@ -265,7 +265,7 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
 
     Short timings are spread over at least `span_s` seconds (default `min_span_s()`): a round quicker than its
     share is followed by a pause, which is not timing time (none with `budget_s`). Why: a shared host slows
-    the machine by up to ~50% in bursts of 1-3 s (docs/ARCHITECTURE.md, "A quiet machine for timing"), and a
+    the machine by up to ~50% in bursts of 1-3 s (docs/ARCHITECTURE.md, "Logging and locks"), and a
     min over a one-second run inside a burst reports the burst; spread samples keep the min's claim."""
     rounds = range(rounds) if isinstance(rounds, int) else rounds
     samples: dict[str, list[float]] = {k: [] for k in runs}
