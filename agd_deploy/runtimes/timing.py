@@ -295,7 +295,7 @@ def time_runs(runs: Mapping[str, Callable[[], Any]], rounds: int | range, *, thr
                 waits = guard.waited_lock_s + guard.waited_quiet_s  # waiting for quiet is not timing time
                 span = now - last - paused  # this round, waits included
                 round_s, waits_before = span - (waits - waits_before), waits
-                paused = max(0.0, share_s - span)
+                paused = max(0.0, share_s - span) if r != rounds[-1] else 0.0  # none after the last
                 if paused:
                     time.sleep(paused)
                 elapsed += round_s
