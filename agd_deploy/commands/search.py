@@ -56,6 +56,7 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
         return
     _refuse_non_rgb(teacher or cfg.teacher, data or cfg.data)
     out = out or f"agd-search/{cfg.name}"
+    lut = None
     if (cost_name or cfg.cost) == "latency" or table:
         from ..profiling.lut import LUT
         from ..profiling.check import usable_table
@@ -64,7 +65,7 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
         lut = usable_table(table, tgt, cfg.space, cfg.input_shape, 1, allow_other_device, not as_json)
         if lut is not None:
             table, target = str(lut.path), tgt
-    measure_fn = _measurer(table, cost_name or cfg.cost, not as_json) if measure else None
+    measure_fn = _measurer(lut, cost_name or cfg.cost, not as_json) if measure else None
     res = run_search(cfg, target=target, table=table, cost_name=cost_name, budget_ms=budget_ms,
                      budget_frac=budget_frac, budget_gmacs=budget_gmacs, teacher=teacher, data=data, out=out,
                      resume=resume, steps=steps, progress=not as_json, device=device, amp=amp,
@@ -88,14 +89,13 @@ def search(recipe, target, table, budget_ms, budget_frac, cost_name, budget_gmac
                    f"{len(chk['tries'])} tr{'y' if len(chk['tries']) == 1 else 'ies'}")
 
 
-def _measurer(table, cost_name, progress):
-    """The device check for --measure: a latency search on a target that runs here."""
-    if cost_name != "latency" or not table:
+def _measurer(lut, cost_name, progress):
+    """The device check for --measure: a latency search (on the table just resolved) on a target that runs here."""
+    if cost_name != "latency" or lut is None:
         raise click.UsageError("--measure checks a latency budget: it needs --cost latency and a latency table")
-    from ..profiling.lut import LUT
     from ..profiling.validate import measurer
 
-    return measurer(LUT.load(table), progress=progress)
+    return measurer(lut, progress=progress)
 
 
 def _dry_checks(cfg, teacher, data, target) -> dict:
