@@ -142,6 +142,32 @@ def test_budget_below_the_fastest_net_is_one_line(tmp_path):
     assert (tmp_path / "run" / "profile").is_dir() and not (tmp_path / "run" / "search").exists()
 
 
+def test_measure_times_again_only_over_the_budget(tmp_path):
+    """The demo's measure stage times the real int8 artifact (onnxruntime) once; over the budget it times it
+    once more and pools the samples (the search's rule: load only ever slows), so one slow window does not
+    decide `within_budget`. Budget 0 is always over, a huge one never."""
+    import torch
+
+    from agd_deploy.demo import stage_measure
+    from agd_deploy.profiling import LUT
+    from agd_deploy.runtimes.targets import lower
+    from agd_deploy.space import Arch, build, get_space
+
+    sp = get_space("sr")
+    small = Arch("sr", ["skip"] * sp.n_positions, {k: min(v) for k, v in sp.width_vars.items()}, [1, 3, 16, 16])
+    art = lower("ort-cpu-int8", build(small).eval(), torch.rand(1, 3, 16, 16), tmp_path / "art")
+    table = tmp_path / "lut.json"
+    LUT("ort-cpu-int8", "sr", sp.space_hash, [1, 3, 16, 16], 1, {}, overhead_ms=0.0).save(table)
+    cfg = DemoConfig(out=str(tmp_path), measure_rounds=3)
+    once = stage_measure(cfg, art, table, budget_ms=1e9)
+    twice = stage_measure(cfg, art, table, budget_ms=0.0)
+    none = stage_measure(cfg, art, table)
+    assert once["timings"] == none["timings"] == 1 and twice["timings"] == 2
+    assert twice["samples"] == 2 * once["samples"] > 0
+    for r in (once, twice, none):
+        assert r["measured_ms"] == r[r["statistic"] if r["statistic"].endswith("_ms") else "min_ms"] > 0
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 
 @pytest.mark.slow
