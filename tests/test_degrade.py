@@ -337,3 +337,29 @@ def test_native_mix_is_the_image_itself_reproducible_and_aligned(photo, tmp_path
         err = {(dy, dx): np.abs(np.roll(down, (dy, dx), (0, 1))[2:-2, 2:-2] - s.lr[2:-2, 2:-2]).mean()
                for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
         assert min(err, key=err.get) == (0, 0) and err[(0, 0)] < 3.0
+
+
+def test_native_crops_come_from_the_whole_image_not_only_the_centre_crop(photo, tmp_path):
+    """The cache centre-crops each image to max_side for the other draws; its native draws are cut anywhere in
+    the whole image (the same teacher cost: content from all over the image), each an exact crop at the size
+    the other draws' LR has, while the bicubic draws stay the centre crop's LR bit for bit."""
+    from agd_deploy.data import center_crop
+
+    img = photo  # 128 px high; centre crop 64: LR 16x16, native crops from the 128-px image
+    c = TeacherCache(BicubicTeacher(), Images(["a"], [img], "t"), tmp_path, progress=False, max_side=64,
+                     degradation="native+bicubic", variants=24, tile=16)
+    centre = center_crop(img, 64)
+    full = img
+    cy, cx = (img.shape[0] - 64) // 2, (img.shape[1] - 64) // 2
+    outside = 0
+    for s in c:
+        assert s.lr.shape == (16, 16, 3) and s.teacher.shape == (64, 64, 3)
+        if s.hr.any():
+            assert np.array_equal(s.lr, make_lr(centre, 4)[1])
+            continue
+        win = np.lib.stride_tricks.sliding_window_view(full, (16, 16, 3))[:, :, 0]
+        hits = np.argwhere((win == s.lr).all((2, 3, 4)))
+        assert len(hits), "a native draw is an exact crop of the image"
+        y, x = hits[0]
+        outside += not (cy <= y <= cy + 48 and cx <= x <= cx + 48)
+    assert outside >= 2  # some native crops lie (partly) outside the centre crop

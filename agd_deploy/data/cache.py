@@ -23,7 +23,7 @@ import torch
 from ..errors import AgdError
 from ..log import warn
 from ..utils import atomic_path, cache_dir
-from .degrade import get_degradation, rng_for
+from .degrade import NativeMix, get_degradation, rng_for
 from .entries import load_arrays
 from .images import Images
 from .protocol import make_lr, to_tensor, to_uint8
@@ -181,12 +181,15 @@ class TeacherCache:
 
     def make_input(self, img: np.ndarray, variant: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(hr, lr) of one image and variant, before the teacher runs."""
-        img = center_crop(img, self.max_side)
+        full, img = img, center_crop(img, self.max_side)
         if self.native:
             return np.zeros((0, 0, 3), np.uint8), np.ascontiguousarray(img)
         if self.degradation.key == "bicubic":
             return make_lr(img, self.scale)
-        return self.degradation(img, self.scale, rng_for(self.seed, variant, img))
+        rng = rng_for(self.seed, variant, img)
+        if isinstance(self.degradation, NativeMix):  # native crops come from the whole image
+            return self.degradation.draw(full, img, self.scale, rng)
+        return self.degradation(img, self.scale, rng)
 
     def entry_path(self, img: np.ndarray, variant: int = 0) -> Path:
         h = hashlib.sha256(str(img.shape).encode() + img.tobytes()).hexdigest()[:20]
@@ -196,6 +199,18 @@ class TeacherCache:
     TILE_BATCH = 8  # tiles per teacher call: batches keep a GPU busy (the teacher runs where its module is)
 
     def run_teacher(self, lr: np.ndarray) -> np.ndarray:
+        """The teacher's uint8 output on `lr`; an input seen before in this build is not run again (the
+        deterministic share of a random mix, e.g. native+bicubic's bicubic draws, repeats one LR per image).
+        The memo holds at most one image's variants: entries are built image by image."""
+        key = hashlib.sha256(str(lr.shape).encode() + np.ascontiguousarray(lr).tobytes()).digest()
+        memo = self.__dict__.setdefault("_memo", {})
+        if key not in memo:
+            while len(memo) >= self.variants:
+                memo.pop(next(iter(memo)))
+            memo[key] = self._run_teacher(lr)
+        return memo[key]
+
+    def _run_teacher(self, lr: np.ndarray) -> np.ndarray:
         vr = tuple(self.teacher.value_range)
         fn, dev = self.teacher, _module_device(self.teacher)
         if dev is not None and dev.type != "cpu":  # a teacher moved to a GPU: tiles go there and back (fp32)

@@ -15,8 +15,8 @@ Names (`get_degradation`, the `--degradation` flag and the recipe key):
   realistic quality, each with its own probability, and a share of plain bicubic LR (`PhotoConfig`);
 - `jpeg:Q`: bicubic LR saved as JPEG at quality Q (1..100);
 - `noise:S`: bicubic LR plus Gaussian noise of std S (0..255 scale), colour;
-- `native+bicubic`, `native+photo` (`native:P+X`: share P): a share NATIVE_PROB of the draws is a crop of the image itself at its own
-  resolution (no downscale: what users feed `agd upscale`, the native protocol's distribution; distillation needs
+- `native+bicubic`, `native+photo` (`native:P+X`: share P): a share NATIVE_PROB of the draws is a crop of the image
+  itself, from anywhere in it, at its own resolution (no downscale: what users feed `agd upscale`, the native protocol's distribution; distillation needs
   no ground truth, the target is the teacher's output on that crop), the rest the named degradation's LR
   (`NativeMix`). A native draw has no HR: its stored HR is zeros (training with gt_weight refuses it).
 
@@ -438,13 +438,18 @@ class Photo(_Configured):
 
 @dataclass(frozen=True)
 class NativeMix(Degradation):
-    """`native+X`: with probability `native_prob` the LR is an (H/s)x(W/s) crop of the HR image itself at a random
-    offset, not downscaled (its HR is zeros: there is none); else `other`'s LR. The target of both is the
-    teacher's output on that LR, so the student sees the photos users feed as well as X's inputs."""
+    """`native+X`: with probability `native_prob` the LR is an (H/s)x(W/s) crop of the image itself at its own
+    resolution, not downscaled (its HR is zeros: there is none); else `other`'s LR. The target of both is the
+    teacher's output on that LR, so the student sees the photos users feed as well as X's inputs.
+
+    `draw(full, hr, ...)` takes the native crop anywhere in the whole image `full`, not only inside the centre
+    crop `hr` the other draws use: a native crop costs the teacher the same wherever it is cut, and content
+    from all over the image is what generalizes (benchmarks/results/degradation-native-anywhere.md)."""
 
     other: Degradation = field(default_factory=Bicubic)
     native_prob: float = NATIVE_PROB
-    VERSION = 1  # bump when the code changes what a (settings, seed) produces: cached LRs go stale
+    VERSION = 2  # bump when the code changes what a (settings, seed) produces: cached LRs go stale
+                 # (2: native crops anywhere in the image, `draw`)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -460,19 +465,24 @@ class NativeMix(Degradation):
         return True
 
     def __call__(self, hr, scale, rng):
+        return self.draw(hr, hr, scale, rng)
+
+    def draw(self, full, hr, scale, rng):
+        """(hr, lr) of one draw: `hr` (a crop of `full`) for the other degradation, `full` for native crops."""
         hr = crop_to_multiple(as_rgb_uint8(hr), scale)
         if hr.shape[0] < scale or hr.shape[1] < scale:
             raise AgdError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to degrade at x{scale}")
         if rng.uniform() < self.native_prob:  # drawn first: the other degradation's draws follow unchanged
-            return np.zeros_like(hr), self.native_crop(hr, scale, rng)
+            return np.zeros_like(hr), self.native_crop(as_rgb_uint8(full), hr.shape[0] // scale,
+                                                      hr.shape[1] // scale, rng)
         return hr, self.other.lr(hr, scale, rng)
 
     @staticmethod
-    def native_crop(hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
-        h, w = hr.shape[:2]
-        lh, lw = h // scale, w // scale
+    def native_crop(img: np.ndarray, lh: int, lw: int, rng: np.random.Generator) -> np.ndarray:
+        """An lh x lw crop of `img` at a uniformly random offset."""
+        h, w = img.shape[:2]
         y, x = int(rng.integers(0, h - lh + 1)), int(rng.integers(0, w - lw + 1))
-        return np.ascontiguousarray(hr[y:y + lh, x:x + lw])
+        return np.ascontiguousarray(img[y:y + lh, x:x + lw])
 
     def lr(self, hr, scale, rng):
         return self(hr, scale, rng)[1]
