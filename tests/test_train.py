@@ -76,6 +76,20 @@ def test_train_learns_and_writes_ckpt(setup, tmp_path):
     assert again.get("skipped") is True
 
 
+def test_mse_loss_trains_on_the_squared_error_and_is_a_new_run(setup, tmp_path):
+    """--loss mse: the logged loss is the squared error to the teacher (well below the L1 run's: the errors are
+    under 1), a finished L1 CKPT is not taken for it, and a bad name is one line."""
+    arch, t, images = Arch.load(setup["arch"]), load_teacher(setup["teacher"]), ImageFolder(setup["data"])
+    kw = dict(cache_root=tmp_path / "cache", progress=False)
+    l1 = train(arch, t, images, TrainConfig(steps=20, patch=8, batch=4, lr=2e-3), tmp_path / "ckpt", **kw)
+    mse = train(arch, t, images, TrainConfig(steps=20, patch=8, batch=4, lr=2e-3, loss="mse"), tmp_path / "ckpt",
+                **kw)
+    assert not mse.get("skipped") and mse["config"]["loss"] == "mse" and l1["config"]["loss"] == "l1"
+    assert 0 < mse["final_loss"] < 0.6 * l1["final_loss"]  # an ignored --loss would log about the same L1
+    with pytest.raises(AgdError, match="unknown loss"):
+        train(arch, t, images, TrainConfig(steps=1, patch=8, batch=1, loss="l3"), tmp_path / "bad", **kw)
+
+
 def test_perceptual_term_from_user_vgg(setup, tmp_path):
     from agd_deploy.train.vgg import VGG19Features
 

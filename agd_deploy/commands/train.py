@@ -21,6 +21,8 @@ from .options import device_options
 @click.option("--patch", type=click.IntRange(min=4), default=32, show_default=True, help="LR patch side.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", "lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
+              help="The teacher term: l1, or mse (what PSNR vs the teacher scores).")
 @click.option("--gt-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an L1 term to the ground truth (the teacher term has weight 1).")
 @click.option("--vgg", type=click.Path(dir_okay=False), default=None,
@@ -50,12 +52,12 @@ from .options import device_options
               help="Continue from <out>.partial/ after an interruption.")
 @device_options(amp_default="auto")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, vgg, perceptual_weight,
+def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, loss, gt_weight, vgg, perceptual_weight,
           style_weight, ckpt_every, max_side, degradation, variants, threads, workers, seed, out, resume, device, amp,
           as_json):
     """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
 
-    Loss: L1 to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
+    Loss: L1 (or --loss mse) to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
     OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes from them.
 
     \b
@@ -69,7 +71,7 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, gt_weight, 
     arch = Arch.load(arch_path)
     if vgg and perceptual_weight is None:
         perceptual_weight = 0.01
-    cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, gt_weight=gt_weight, vgg=vgg,
+    cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, loss=loss, gt_weight=gt_weight, vgg=vgg,
                       perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight, ckpt_every=ckpt_every,
                       seed=seed, threads=threads, max_side=max_side, degradation=degradation, variants=variants,
                       device=device, amp=amp, workers=workers)

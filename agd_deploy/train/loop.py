@@ -40,6 +40,9 @@ from ..utils import atomic_path, cache_dir
 from .ckpt import WEIGHTS, is_ckpt, load_weights, save_ckpt
 
 
+LOSSES = ("l1", "mse")
+
+
 @dataclass
 class TrainConfig:
     steps: int | None = None      # total optimizer steps; None: epochs * steps per epoch
@@ -51,6 +54,7 @@ class TrainConfig:
     warmup: float = 0.05          # share of the steps (at most 100) with a linear ramp to lr: Adam's first
                                   # steps at 2e-3 blew a full-width residual student up (loss 0.04 -> 1e9)
     grad_clip: float = 1.0        # max global gradient norm (0: off)
+    loss: str = "l1"              # the teacher term: l1 | mse (MSE is what PSNR vs the teacher scores)
     gt_weight: float = 0.0        # weight of L1 to ground truth (teacher term has weight 1)
     vgg: str | None = None        # torchvision-layout VGG19 state_dict for the perceptual/style terms
     perceptual_weight: float = 0.0
@@ -136,6 +140,8 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     t0 = time.time()
     from ..teachers import default_degradation
 
+    if cfg.loss not in LOSSES:
+        raise AgdError(f"unknown loss {cfg.loss!r}: one of {', '.join(LOSSES)}")
     degradation = cfg.degradation or default_degradation(teacher)
     if get_degradation(degradation).name.startswith("native") and cfg.gt_weight:  # bad names: one line, too
         raise AgdError(f"--degradation {degradation} has native-resolution inputs without ground truth: "
@@ -156,7 +162,8 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         try:
             same = (Arch.load(out) == arch and info.get("steps") == total
                     and info.get("degradation_key", "bicubic") == cache.degradation.key
-                    and info.get("variants", cache.variants) == cache.variants)  # another --variants: new data
+                    and info.get("variants", cache.variants) == cache.variants  # another --variants: new data
+                    and (info.get("config") or {}).get("loss", "l1") == cfg.loss)
         except AgdError:
             same = False
     same, info = dist.broadcast_object((same, info))
@@ -176,8 +183,9 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     elif main and state_path.is_file():
         st = _load_state(state_path, arch)
         old_cfg = json.loads(st.get("config") or "{}")
-        if (old_cfg.get("degradation"), old_cfg.get("variants", cfg.variants)) != (cfg.degradation, cfg.variants):
-            raise AgdError(f"training checkpoint {state_path} was made with another --degradation/--variants "
+        if (old_cfg.get("degradation"), old_cfg.get("variants", cfg.variants), old_cfg.get("loss", "l1")) != \
+                (cfg.degradation, cfg.variants, cfg.loss):
+            raise AgdError(f"training checkpoint {state_path} was made with another --degradation/--variants/--loss "
                            "(delete it or use --no-resume)")
     st = dist.broadcast_object(st)  # rank 0 reads the checkpoint; every rank resumes from the same state
     if st is not None:
@@ -231,7 +239,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
             with comp.autocast():
                 y = net(x)
             y = y.float()
-            loss = F.l1_loss(y, t)
+            loss = F.mse_loss(y, t) if cfg.loss == "mse" else F.l1_loss(y, t)
             if cfg.gt_weight:
                 loss = loss + cfg.gt_weight * F.l1_loss(y, comp.tensor(hr))
             if vgg_loss is not None:
