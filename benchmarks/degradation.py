@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--seed", type=int, default=0, help="the training seed (TrainConfig.seed: init and batches)")
     ap.add_argument("--loss", default="l1", choices=["l1", "mse"], help="the teacher term (TrainConfig.loss)")
     ap.add_argument("--variants", type=int, default=2, help="degraded variants per training image (the demo's 2)")
     ap.add_argument("--max-side", type=int, default=192, help="HR crop of the training images (sr_x4_tiny's)")
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     results: dict = {"device": device, "arch": arch_src,
-                     "gmacs": c.gmacs, "steps": a.steps, "batch": a.batch, "patch": a.patch, "lr": a.lr, "loss": a.loss,
+                     "gmacs": c.gmacs, "steps": a.steps, "batch": a.batch, "patch": a.patch, "lr": a.lr,
+                     "loss": a.loss, "seed": a.seed,
                      "variants": a.variants, "max_side": a.max_side, "eval_side": a.eval_side,
                      "native_side": a.native_side, "students": {}, "tiny": a.tiny}
     degs = [d.strip() for d in a.degradations.split(",") if d.strip()]
@@ -138,6 +140,7 @@ def main(argv=None) -> int:
         results["before"] = {k: old.get(k) for k in ("students", "goals", "device", "steps", "variants", "seconds")}
     for deg in degs:
         cfg = TrainConfig(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, threads=a.threads, loss=a.loss,
+                          seed=a.seed,
                           max_side=a.max_side, degradation=deg, variants=a.variants)
         t0 = time.time()
         print(f"[train {deg}] {a.steps} steps ...", flush=True)
@@ -205,7 +208,7 @@ def report(r: dict) -> str:
     lines = [f"# Degradation-aware distillation ({'TINY smoke run: numbers meaningless' if r['tiny'] else 'full run'})",
              "", f"- device: {r['device']}", f"- arch: {r['arch']} ({_f(r['gmacs'])} GMACs at 64x64 LR)",
              f"- schedule: {r['steps']} steps, batch {r['batch']}, {r['patch']}x{r['patch']} LR patches, lr {r['lr']}, "
-             f"loss {r.get('loss', 'l1')}, "
+             f"loss {r.get('loss', 'l1')}, seed {r.get('seed', 0)}, "
              f"training HR crops {r['max_side']}, {r['variants']} degraded variants per image",
              f"- held-out: (a) centre {r['native_side']} px at native resolution, (b)/(c) centre {r['eval_side']} px HR",
              f"- total {r.get('seconds')} s", "",

@@ -63,7 +63,9 @@ def default_degradation(teacher) -> str:
     on them lost to the bicubic-trained one on every protocol but `realesrgan`-degraded LR, and so did one
     distilled on the milder `photo` mix, even on `photo`-degraded LR (native photos -0.03 dB vs bicubic where the
     bicubic-trained student has +0.57; clean LR 0.48 dB below it; benchmarks/results/degradation.md), so neither
-    is the default until a schedule that pays off is measured."""
+    is the default until a schedule that pays off is measured. `native+bicubic` with 16 variants and MSE beat
+    bicubic training on all three protocols but not by the +1.5 dB asked
+    (benchmarks/results/degradation-native-anywhere.md); it stays opt-in too."""
     name = str(getattr(teacher, "name", teacher))
     from .ncnn_teacher import DENOISE_JPEG_QUALITY, denoise_level
 
