@@ -57,8 +57,9 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, loss, gt_we
           as_json):
     """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
 
-    Loss: L1 (or --loss mse) to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes the CKPT folder
-    OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes from them.
+    Loss: L1 (or --loss mse) to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes
+    the CKPT folder OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes
+    from them.
 
     \b
     Several GPUs / processes: torchrun --nproc_per_node N -m agd_deploy train ... (--batch stays the
@@ -71,9 +72,9 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, loss, gt_we
     arch = Arch.load(arch_path)
     if vgg and perceptual_weight is None:
         perceptual_weight = 0.01
-    cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, loss=loss, gt_weight=gt_weight, vgg=vgg,
-                      perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight, ckpt_every=ckpt_every,
-                      seed=seed, threads=threads, max_side=max_side, degradation=degradation, variants=variants,
+    cfg = TrainConfig(steps=steps, epochs=epochs, patch=patch, batch=batch, lr=lr, loss=loss, gt_weight=gt_weight,
+                      vgg=vgg, perceptual_weight=perceptual_weight or 0.0, style_weight=style_weight,
+                      ckpt_every=ckpt_every, seed=seed, threads=threads, max_side=max_side, degradation=degradation, variants=variants,
                       device=device, amp=amp, workers=workers)
     if (perceptual_weight or style_weight) and not vgg:
         raise click.BadParameter("perceptual/style terms need --vgg STATE_DICT", param_hint="--perceptual-weight")

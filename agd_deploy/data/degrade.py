@@ -16,9 +16,10 @@ Names (`get_degradation`, the `--degradation` flag and the recipe key):
 - `jpeg:Q`: bicubic LR saved as JPEG at quality Q (1..100);
 - `noise:S`: bicubic LR plus Gaussian noise of std S (0..255 scale), colour;
 - `native+bicubic`, `native+photo` (`native:P+X`: share P): a share NATIVE_PROB of the draws is a crop of the image
-  itself, from anywhere in it, at its own resolution (no downscale: what users feed `agd upscale`, the native protocol's distribution; distillation needs
-  no ground truth, the target is the teacher's output on that crop), the rest the named degradation's LR
-  (`NativeMix`). A native draw has no HR: its stored HR is zeros (training with gt_weight refuses it).
+  itself, from anywhere in it, at its own resolution (no downscale: what users feed `agd upscale`, the native
+  protocol's distribution; distillation needs no ground truth, the target is the teacher's output on that crop),
+  the rest the named degradation's LR (`NativeMix`). A native draw has no HR: its stored HR is zeros (training
+  with gt_weight refuses it).
 
 Every random choice comes from a numpy Generator: `rng_for(seed, variant, img)` seeds one per (seed, variant,
 image content), so the same settings give the same LR on any machine and every image gets its own draw. Only
