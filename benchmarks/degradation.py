@@ -140,8 +140,7 @@ def main(argv=None) -> int:
         results["before"] = {k: old.get(k) for k in ("students", "goals", "device", "steps", "variants", "seconds")}
     for deg in degs:
         cfg = TrainConfig(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, threads=a.threads, loss=a.loss,
-                          seed=a.seed,
-                          max_side=a.max_side, degradation=deg, variants=a.variants)
+                          seed=a.seed, max_side=a.max_side, degradation=deg, variants=a.variants)
         t0 = time.time()
         print(f"[train {deg}] {a.steps} steps ...", flush=True)
         res = train(arch, teacher, train_imgs, cfg, work / f"student-{deg}", resume=True, progress=True)

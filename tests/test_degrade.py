@@ -349,7 +349,6 @@ def test_native_crops_come_from_the_whole_image_not_only_the_centre_crop(photo, 
     c = TeacherCache(BicubicTeacher(), Images(["a"], [img], "t"), tmp_path, progress=False, max_side=64,
                      degradation="native+bicubic", variants=24, tile=16)
     centre = center_crop(img, 64)
-    full = img
     cy, cx = (img.shape[0] - 64) // 2, (img.shape[1] - 64) // 2
     outside = 0
     for s in c:
@@ -357,7 +356,7 @@ def test_native_crops_come_from_the_whole_image_not_only_the_centre_crop(photo, 
         if s.hr.any():
             assert np.array_equal(s.lr, make_lr(centre, 4)[1])
             continue
-        win = np.lib.stride_tricks.sliding_window_view(full, (16, 16, 3))[:, :, 0]
+        win = np.lib.stride_tricks.sliding_window_view(img, (16, 16, 3))[:, :, 0]
         hits = np.argwhere((win == s.lr).all((2, 3, 4)))
         assert len(hits), "a native draw is an exact crop of the image"
         y, x = hits[0]
