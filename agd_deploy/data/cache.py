@@ -23,7 +23,7 @@ import torch
 from ..errors import AgdError
 from ..log import warn
 from ..utils import atomic_path, cache_dir
-from .degrade import NativeMix, get_degradation, rng_for
+from .degrade import get_degradation, rng_for
 from .entries import load_arrays
 from .images import Images
 from .protocol import make_lr, to_tensor, to_uint8
@@ -186,10 +186,7 @@ class TeacherCache:
             return np.zeros((0, 0, 3), np.uint8), np.ascontiguousarray(img)
         if self.degradation.key == "bicubic":
             return make_lr(img, self.scale)
-        rng = rng_for(self.seed, variant, img)
-        if isinstance(self.degradation, NativeMix):  # native crops come from the whole image
-            return self.degradation.draw(full, img, self.scale, rng)
-        return self.degradation(img, self.scale, rng)
+        return self.degradation.draw(full, img, self.scale, rng_for(self.seed, variant, img))
 
     def entry_path(self, img: np.ndarray, variant: int = 0) -> Path:
         h = hashlib.sha256(str(img.shape).encode() + img.tobytes()).hexdigest()[:20]

@@ -232,6 +232,11 @@ class Degradation:
             raise AgdError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to degrade at x{scale}")
         return hr, self.lr(hr, scale, rng)
 
+    def draw(self, full: np.ndarray, hr: np.ndarray, scale: int, rng: np.random.Generator):
+        """One draw for the teacher cache: `hr` is the crop of the whole image `full` that the cache keeps.
+        Most degradations use `hr` only; NativeMix cuts its native crops from `full`."""
+        return self(hr, scale, rng)
+
     def lr(self, hr: np.ndarray, scale: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
 
