@@ -17,7 +17,10 @@ class OpenVinoSession(Session):
         core = ov.Core()
         model = core.read_model(str(path))
         self.model = model  # the graph as read (verify/layers.py maps runtime nodes back to it)
-        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY"}
+        # f32 float math: on CPUs with AVX-512 BF16 (or AMX) the CPU plugin otherwise runs float ops in bf16 by
+        # default, so an fp32 artifact (and an int8 one's float parts) would not run the precision it states
+        config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_PRECISION_HINT": "f32"}
         if perf_count:  # per-node counters for `get_profiling_info()` (verify/layers.py)
             config["PERF_COUNT"] = True
         self.compiled = core.compile_model(model, "CPU", config)
