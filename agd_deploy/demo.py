@@ -57,9 +57,13 @@ class DemoConfig:
     teacher: str = TEACHER
     eval_side: int = 256        # held-out images are centre-cropped to this HR side (LR 64x64)
     native_side: int = 64       # the native protocol's input: a centre crop of each held-out photo, not downscaled
-    train_degradation: str | None = None  # None: the teacher's default (teachers.default_degradation: bicubic for SR)
-    train_variants: int = 2     # degraded variants per training image: the search recipe's (one teacher cache);
-                                # each costs the teacher once per image (~2.5 s at 48x48 LR on 2 Zen 1 cores)
+    # The SR student is distilled on native+bicubic, 16 variants, MSE: half the draws native-resolution crops of
+    # the photos (what `agd upscale` is fed), which beat bicubic-only training on native, degraded and clean
+    # inputs on two seeds (benchmarks/results/degradation-native-anywhere.md). None: the teacher's default.
+    train_degradation: str | None = "native+bicubic"
+    train_variants: int = 16    # degraded variants per training image, each one teacher run per image, once (the
+                                # bicubic share repeats one LR per image: run once); the search keeps its recipe's
+    train_loss: str = "mse"     # TrainConfig.loss
     device: str = "auto"        # search/train/teacher device (train.device); latency is measured on the target
     amp: str = "auto"           # CUDA mixed precision of search and train (off on the CPU)
     task: str = "sr"            # sr | denoise (for_task)
@@ -78,7 +82,8 @@ class DemoConfig:
         if task == "denoise":
             base = dict(task="denoise", space="st", recipe="denoise_tiny", teacher="waifu2x-cunet-denoise2",
                         formats=["onnx", "onnx-int8", "tflite-int8"], budget_frac=0.15, train_steps=200,
-                        train_batch=4, train_patch=32, train_lr=1e-3, train_variants=1)
+                        train_batch=4, train_patch=32, train_lr=1e-3, train_variants=1, train_degradation=None,
+                        train_loss="l1")
             base.update({k: v for k, v in kw.items() if v is not None or k == "budget_ms"})
             kw = base
         return cls(**kw)
@@ -309,7 +314,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
     tc = TrainConfig(steps=cfg.train_steps, batch=cfg.train_batch, patch=min(cfg.train_patch, max_side // 4),
                      lr=cfg.train_lr,
                      threads=cfg.train_threads, max_side=max_side, device=cfg.device, amp=cfg.amp,
-                     degradation=cfg.train_degradation, variants=cfg.train_variants)
+                     degradation=cfg.train_degradation, variants=cfg.train_variants, loss=cfg.train_loss)
     res = train(arch, load_teacher(cfg.teacher), builtin_images("train"), tc, out, resume=resume, progress=True)
     # (the built-in grey photos are replicated to RGB on purpose, also for the ncnn teacher: data/images.py)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
@@ -532,6 +537,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = _log) -> dict[str, An
     trn = stages("train", {"arch": sha256_file(sdir / "arch.json"), "steps": cfg.train_steps,       # 3. distill
                            "batch": cfg.train_batch, "patch": cfg.train_patch, "lr": cfg.train_lr,
                            "degradation": cfg.train_degradation, "variants": cfg.train_variants,
+                           "loss": cfg.train_loss,
                            "teacher": cfg.teacher},
                  lambda resume: stage_train(cfg, sdir / "arch.json", tdir, resume), [tdir / "generator.safetensors"])
     stages("export", {"weights": trn["weights_sha256"], "formats": cfg.formats, "shape": cfg.input_shape,  # 4.
@@ -666,7 +672,7 @@ def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict,
                "eval_images": f"built-in held-out images, centre {cfg.eval_side}x{cfg.eval_side} HR crops",
                "protocols": quality.get("protocols"),
                "degradation": {"train": train_degradation(cfg), "variants": cfg.train_variants,
-                               "native_side": cfg.native_side},
+                               "native_side": cfg.native_side, "loss": cfg.train_loss},
                "lut_source": prof["source"], "lut_check": prof.get("check"), "device": _device(),
                "lut_validation": {"within_10pct": val["lut"]["within_10pct"], "mape": val["lut"]["mape"],
                                   "n": val["n"]},

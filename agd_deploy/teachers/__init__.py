@@ -65,7 +65,8 @@ def default_degradation(teacher) -> str:
     bicubic-trained student has +0.57; clean LR 0.48 dB below it; benchmarks/results/degradation.md), so neither
     is the default until a schedule that pays off is measured. `native+bicubic` with 16 variants and MSE beat
     bicubic training on all three protocols but not by the +1.5 dB asked
-    (benchmarks/results/degradation-native-anywhere.md); it stays opt-in too."""
+    (benchmarks/results/degradation-native-anywhere.md): `agd demo` uses it (DemoConfig), but not this default,
+    because at `agd train`'s 2 variants its native share is too small to pay off."""
     name = str(getattr(teacher, "name", teacher))
     from .ncnn_teacher import DENOISE_JPEG_QUALITY, denoise_level
 
