@@ -198,6 +198,11 @@ def test_evaluate_protocols(photo, tmp_path):
     assert res["native"]["psnr"] is None and res["native"]["images"][0]["input"] == "80x64"
     assert res["bicubic"]["images"][0]["input"] == "20x16" and res["degraded"]["psnr"] < res["bicubic"]["psnr"]
     assert res["degraded"]["degradation"].startswith("realesrgan:")
+    from contracts import check
+
+    for r in res.values():  # every protocol's JSON matches the shipped schema (native: psnr/ssim null)
+        check("eval", r)
+    check("eval", {"student": res["bicubic"], "protocols": {"native": {"student": res["native"]}}})  # RUN/eval.json
     with pytest.raises(AgdError, match="teacher"):
         evaluate("bicubic", imgs, 4, protocol="native", progress=False)
 
