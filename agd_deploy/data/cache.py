@@ -69,6 +69,7 @@ class TeacherCache:
         self.teacher, self.images, self.max_side, self.tile = teacher, images, max_side, tile
         self.shard, self.wait_s = (int(shard[0]), max(1, int(shard[1]))), float(wait_s)
         self.computed = 0  # entries this process computed (the rest were on disk or another shard's)
+        self._memo: dict[bytes, np.ndarray] = {}  # run_teacher's outputs of the current image's variants
         self.scale = int(teacher.scale)
         self.native = str(degradation) == "native"
         self.degradation = None if self.native else get_degradation(degradation)
@@ -200,12 +201,11 @@ class TeacherCache:
         deterministic share of a random mix, e.g. native+bicubic's bicubic draws, repeats one LR per image).
         The memo holds at most one image's variants: entries are built image by image."""
         key = hashlib.sha256(str(lr.shape).encode() + np.ascontiguousarray(lr).tobytes()).digest()
-        memo = self.__dict__.setdefault("_memo", {})
-        if key not in memo:
-            while len(memo) >= self.variants:
-                memo.pop(next(iter(memo)))
-            memo[key] = self._run_teacher(lr)
-        return memo[key]
+        if key not in self._memo:
+            while len(self._memo) >= self.variants:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = self._run_teacher(lr)
+        return self._memo[key]
 
     def _run_teacher(self, lr: np.ndarray) -> np.ndarray:
         vr = tuple(self.teacher.value_range)

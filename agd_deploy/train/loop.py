@@ -40,7 +40,7 @@ from ..utils import atomic_path, cache_dir
 from .ckpt import WEIGHTS, is_ckpt, load_weights, save_ckpt
 
 
-LOSSES = ("l1", "mse")
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}  # TrainConfig.loss: the teacher term
 
 
 @dataclass
@@ -239,7 +239,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
             with comp.autocast():
                 y = net(x)
             y = y.float()
-            loss = F.mse_loss(y, t) if cfg.loss == "mse" else F.l1_loss(y, t)
+            loss = LOSSES[cfg.loss](y, t)
             if cfg.gt_weight:
                 loss = loss + cfg.gt_weight * F.l1_loss(y, comp.tensor(hr))
             if vgg_loss is not None:
