@@ -71,13 +71,14 @@ def test_x86_details(zen1, zen4):
 
 
 def test_intel_class_and_llc_cache():
-    text = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
-            "model name\t: Intel(R) Xeon(R) Platinum 8480+\nstepping\t: 8\ncache size\t: 107520 KB\n"
-            "flags\t\t: sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512_vnni avx_vnni amx_tile amx_int8\n")
-    ident = parse_cpuinfo(text, source="inline", logical_cores=8)
-    assert ident.device_class == "x86_64-intel-f6m143-amx-8c"
+    # a real block: a 2-core KVM guest of an AMX-capable Xeon (the hypervisor reports model 167 and no model number)
+    ident = parsed("intel-xeon-f6m167-amx-2c.cpuinfo")
+    assert ident.model_name == "Intel(R) Xeon(R) Processor" and ident.vendor == "GenuineIntel"
+    assert ident.device_class == "x86_64-intel-f6m167-amx-2c"
     assert ident.cache_kb["l3"] == 107520  # Intel's one "cache size" is the last level
-    assert ident.int8_dot
+    assert ident.int8_dot and {"amx_int8", "avx512_vnni", "avx_vnni", "avx512_bf16"} <= set(ident.isa)
+    assert ident.device_key not in {parsed(n).device_key for n in ("amd-epyc-zen3-2c.cpuinfo",
+                                                                  "amd-epyc-zen4-2c.cpuinfo")}
 
 
 def test_key_ignores_what_does_not_change_latency(zen4):
