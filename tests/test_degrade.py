@@ -367,3 +367,33 @@ def test_native_crops_come_from_the_whole_image_not_only_the_centre_crop(photo, 
         y, x = hits[0]
         outside += not (cy <= y <= cy + 48 and cx <= x <= cx + 48)
     assert outside >= 2  # some native crops lie (partly) outside the centre crop
+
+
+def test_a_registered_degradation_is_a_name_everywhere_and_built_ins_stay(photo, tmp_path):
+    from dataclasses import dataclass
+
+    from agd_deploy.data.degrade import NativeMix, register_degradation
+
+    @dataclass(frozen=True)
+    class GreyNative(NativeMix):  # the native_lr seam: the native draws become grey
+        @property
+        def key(self) -> str:
+            return "test-grey-native+" + self.other.key
+
+        def native_lr(self, img, lh, lw, rng):
+            return as_rgb_uint8(self.native_crop(img, lh, lw, rng).mean(axis=2).astype(np.uint8))
+
+    register_degradation("Test-Grey-Native", GreyNative)
+    d = get_degradation(" test-grey-native")
+    assert isinstance(d, GreyNative) and d.key == "test-grey-native+bicubic"
+    imgs = Images(["a"], [photo[:96, :128]], "test")
+    cache = TeacherCache(NearestTeacher(), imgs, tmp_path / "c", progress=False, degradation="test-grey-native",
+                         variants=8)
+    is_native = [s.hr.size == 0 or not s.hr.any() for s in cache]  # a native draw has no HR
+    assert 1 <= sum(is_native) <= 7  # a mix: ~half native (grey: equal channels), the rest bicubic (colour)
+    grey = [np.array_equal(s.lr[..., 0], s.lr[..., 2]) for s in cache]
+    assert grey == is_native
+    for builtin in ("bicubic", "native+bicubic", "jpeg:50"):
+        with pytest.raises(AgdError, match="built in"):
+            register_degradation(builtin, GreyNative)
+    assert get_degradation("native+bicubic").key.startswith("native:v2")

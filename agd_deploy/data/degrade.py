@@ -33,6 +33,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from io import BytesIO
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -479,9 +480,14 @@ class NativeMix(Degradation):
         if hr.shape[0] < scale or hr.shape[1] < scale:
             raise AgdError(f"a {hr.shape[1]}x{hr.shape[0]} image is too small to degrade at x{scale}")
         if rng.uniform() < self.native_prob:  # drawn first: the other degradation's draws follow unchanged
-            return np.zeros_like(hr), self.native_crop(as_rgb_uint8(full), hr.shape[0] // scale,
-                                                      hr.shape[1] // scale, rng)
+            return np.zeros_like(hr), self.native_lr(as_rgb_uint8(full), hr.shape[0] // scale,
+                                                    hr.shape[1] // scale, rng)
         return hr, self.other.lr(hr, scale, rng)
+
+    def native_lr(self, img: np.ndarray, lh: int, lw: int, rng: np.random.Generator) -> np.ndarray:
+        """The LR of a native draw: a plain crop. The seam for variants of the native input (a subclass may
+        resize or compress it, e.g. benchmarks/native_augment.py)."""
+        return self.native_crop(img, lh, lw, rng)
 
     @staticmethod
     def native_crop(img: np.ndarray, lh: int, lw: int, rng: np.random.Generator) -> np.ndarray:
@@ -494,11 +500,32 @@ class NativeMix(Degradation):
         return self(hr, scale, rng)[1]
 
 
+_REGISTERED: dict[str, Callable[[], Degradation]] = {}
+
+
+def register_degradation(name: str, factory: Callable[[], Degradation]) -> None:
+    """Make `name` a degradation name in this process (`get_degradation`, so TrainConfig.degradation and the
+    teacher cache take it) without editing get_degradation: for experiments and extensions. The cache keys on
+    the object's `key`, so give a new pipeline its own. Built-in names are not replaced."""
+    n = name.strip().lower()
+    if n not in _REGISTERED:
+        try:
+            get_degradation(n)
+        except AgdError:
+            pass  # not a built-in name: free
+        else:
+            raise AgdError(f"degradation name {name!r} is built in: register another name")
+    _REGISTERED[n] = factory
+
+
 def get_degradation(spec: "str | Degradation | None") -> Degradation:
-    """A degradation by name (module doc); None is `bicubic`. Bad names raise AgdError (one line)."""
+    """A degradation by name (module doc, or `register_degradation`); None is `bicubic`. Bad names raise AgdError
+    (one line)."""
     if isinstance(spec, Degradation):
         return spec
     s = "bicubic" if spec is None else str(spec).strip().lower()
+    if s in _REGISTERED:
+        return _REGISTERED[s]()
     if s == "bicubic":
         return Bicubic()
     if s == "realesrgan":
@@ -546,4 +573,5 @@ def degrade(hr: np.ndarray, scale: int, degradation: "str | Degradation | None" 
 __all__ = ["BlurConfig", "Bicubic", "Degradation", "Jpeg", "NAMES", "NATIVE_PROB", "NativeMix", "Noise", "Photo",
            "PhotoConfig", "RealESRGAN",
            "RealESRGANConfig", "StageConfig", "as_rgb_uint8", "degrade", "filter2d", "gaussian_kernel",
-           "gaussian_noise", "get_degradation", "jpeg", "poisson_noise", "resize", "rng_for", "sinc_kernel"]
+           "gaussian_noise", "get_degradation", "jpeg", "poisson_noise", "register_degradation", "resize", "rng_for",
+           "sinc_kernel"]
