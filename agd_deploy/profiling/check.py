@@ -11,7 +11,10 @@ seconds and answers:
                    differently between ISAs): this table does not predict this machine; profile or transfer
 
 tolerance = clamp(2 x (this check's noise + the table's noise), 3%, 8%): a check cannot resolve a difference
-smaller than its own noise, and a table that is more than 8% off on whole nets would miss ±10% somewhere."""
+smaller than its own noise, and a table that is more than 8% off on whole nets would miss ±10% somewhere.
+A check's noise is taken as a profile's is: the larger of even vs odd rounds and its first passes vs its last.
+Even vs odd rounds alone miss how sessions differ in speed, and called a table that fits this machine stale
+(docs/ARCHITECTURE.md, "Known pitfalls")."""
 
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ class CheckResult:
     speed_ratio: float            # median over nets of (here / table)
     spread: float                 # largest |ratio / speed_ratio - 1| over the nets
     max_abs_dev: float            # largest |ratio - 1| (what `fits` bounds)
-    noise: float                  # this check's own noise (even vs odd rounds)
+    noise: float                  # this check's own noise: the larger of `noise_parts`
     tolerance: float
     seconds: float
     rounds: int
@@ -47,6 +50,7 @@ class CheckResult:
     same_device: bool
     nets: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
+    noise_parts: dict[str, float] = field(default_factory=dict)  # {"interleaved": even vs odd rounds, "passes": ...}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +88,7 @@ def check_table(lut: LUT, budget_s: float = 25.0, progress: bool = True, max_rou
     budget: with one sample a net, two checks of the same machine were seen 0.89x-1.17x apart (a false
     `stale`); on a slow machine the answer then takes longer than the budget."""
     from ..runtimes import targets as T
-    from ..runtimes.timing import Stats, time_artifacts
+    from ..runtimes.timing import Stats, noise as rel_noise, time_passes
     from .profile import table_lowering
     from .validate import lower_archs
 
@@ -101,15 +105,21 @@ def check_table(lut: LUT, budget_s: float = 25.0, progress: bool = True, max_rou
     T.get_target(lut.target)  # one line if the runtime is missing here
     arts = lower_archs([a for a, _ in refs], lut.target, progress=progress, int8=table_lowering(lut))
     left = max(2.0, budget_s - (time.perf_counter() - t0))
-    samples = time_artifacts(lut.target, {str(i): p for i, p in enumerate(arts)}, max_rounds, threads=lut.threads,
-                             clock=lut.clock, passes=3, budget_s=left, min_rounds=2,
-                             progress="checking" if progress else False)
+    passes = time_passes(lut.target, {str(i): p for i, p in enumerate(arts)}, max_rounds, threads=lut.threads,
+                         clock=lut.clock, passes=3, budget_s=left, min_rounds=2,
+                         progress="checking" if progress else False)
+    keys = [str(i) for i in range(len(refs))]
+    samples = {k: [x for p in passes for x in p[k]] for k in keys}
     stat = lut.statistic
-    here = np.array([Stats.from_samples(samples[str(i)]).get(stat) for i in range(len(refs))])
+    here = np.array([Stats.from_samples(samples[k]).get(stat) for k in keys])
     table_ms = np.array([m for _, m in refs])
-    halves = [np.array([Stats.from_samples(samples[str(i)][j::2]).get(stat) for i in range(len(refs))])
-              for j in (0, 1)] if len(samples["0"]) >= 2 else [here, here]
-    noise = float(np.median(np.abs(halves[0] - halves[1]) / ((halves[0] + halves[1]) / 2)))
+    noise_parts = {"interleaved": rel_noise(*[{k: Stats.from_samples(samples[k][j::2]) for k in keys} for j in (0, 1)],
+                                            stat) if len(samples["0"]) >= 2 else 0.0}
+    if len(passes) >= 2:  # the first passes' sessions vs the last's (as the profile's noise): sessions differ in speed
+        cut = (len(passes) + 1) // 2
+        noise_parts["passes"] = rel_noise(*[{k: Stats.from_samples([x for p in part for x in p[k]]) for k in keys}
+                                            for part in (passes[:cut], passes[cut:])], stat)
+    noise = float(max(noise_parts.values()))
     table_noise = float(lut.extra.get("profile", {}).get("noise_median_rel_diff", 0.0) or 0.0)
     ratios = here / table_ms
     verdict, ratio, spread, dev, tol = judge(ratios, noise, table_noise)
@@ -123,7 +133,8 @@ def check_table(lut: LUT, budget_s: float = 25.0, progress: bool = True, max_rou
         reason += (f"; but this check's own noise is {noise * 100:.0f}% (the machine's speed changed while it "
                    "timed): check again when the machine is quiet")
     return CheckResult(verdict, round(ratio, 4), round(spread, 4), round(dev, 4), round(noise, 4), round(tol, 4),
-                       round(time.perf_counter() - t0, 2), len(samples["0"]), nets=nets, reason=reason, **base)
+                       round(time.perf_counter() - t0, 2), len(samples["0"]), nets=nets, reason=reason,
+                       noise_parts={k: round(float(v), 4) for k, v in noise_parts.items()}, **base)
 
 
 def rescaled(lut: LUT, result: CheckResult, identity: DeviceIdentity | None = None) -> LUT:

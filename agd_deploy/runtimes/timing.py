@@ -326,19 +326,31 @@ def time_artifacts(target, artifacts: Mapping[str, Any], rounds: int | range, *,
     passes, each with freshly loaded sessions, because a session can sit in a slow state for its whole life
     (docs/ARCHITECTURE.md, "Known pitfalls"): a statistic over several passes drops it. inputs: {name: array}
     to time on (default: each session's example input); load_options go to the runtime adapter (adb=...).
-    The passes share one `min_span_s()` between them."""
-    rounds = range(rounds) if isinstance(rounds, int) else rounds
-    n = max(1, min(passes, len(rounds)))
-    cuts = [rounds.start + round(i * len(rounds) / n) for i in range(n + 1)]
+    The passes share one `min_span_s()` between them. `time_passes` keeps the passes apart."""
     samples: dict[str, list[float]] = {k: [] for k in artifacts}
-    t0 = time.perf_counter()
-    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
-        left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - t0)) / (n - i)
-        got = _one_pass(target, artifacts, range(lo, hi), threads, clock or target_clock(target, threads), inputs,
-                        load_options, left, {"span_s": min_span_s() / n, **kw})
+    for got in time_passes(target, artifacts, rounds, threads=threads, clock=clock, passes=passes, inputs=inputs,
+                           load_options=load_options, budget_s=budget_s, **kw):
         for k, v in got.items():
             samples[k].extend(v)
     return samples
+
+
+def time_passes(target, artifacts: Mapping[str, Any], rounds: int | range, *, threads: int = 1, clock: str = "",
+                passes: int = 1, inputs: Mapping[str, np.ndarray] | None = None,
+                load_options: Mapping[str, Any] | None = None, budget_s: float | None = None,
+                **kw: Any) -> list[dict[str, list[float]]]:
+    """`time_artifacts`, one {name: samples} per pass: how far the passes' sessions disagree is noise a
+    within-pass estimate (even vs odd rounds) cannot see. With `budget_s` a pass may stop short of its rounds."""
+    rounds = range(rounds) if isinstance(rounds, int) else rounds
+    n = max(1, min(passes, len(rounds)))
+    cuts = [rounds.start + round(i * len(rounds) / n) for i in range(n + 1)]
+    out = []
+    t0 = time.perf_counter()
+    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+        left = None if budget_s is None else max(0.0, budget_s - (time.perf_counter() - t0)) / (n - i)
+        out.append(_one_pass(target, artifacts, range(lo, hi), threads, clock or target_clock(target, threads),
+                             inputs, load_options, left, {"span_s": min_span_s() / n, **kw}))
+    return out
 
 
 def _one_pass(target, artifacts, rounds: range, threads: int, clock: str, inputs, load_options, budget_s, kw):
