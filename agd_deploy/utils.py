@@ -146,11 +146,16 @@ def read_yaml(path: str | Path, what: str, error: type | None = None) -> Any:
         raise AgdError(f"cannot read {what} {p}: {e.strerror or e}") from None
 
 
+SPAWN_HINT = ("a worker process re-ran this script's top-level code: agd starts its conversion workers with "
+              "'spawn', which imports the main script; put that code under `if __name__ == \"__main__\":`")
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path, what: str, timeout: float | None = None) -> Iterator[float]:
     """Hold `<path>.lock` (filelock) while a shared cache entry or work folder is built, so two processes
     sharing a cache never interleave: the second one says it is waiting, then (having the lock) finds the
     first one's finished result. Yields the seconds spent waiting."""
+    import multiprocessing
     import time
 
     from filelock import FileLock, Timeout
@@ -165,6 +170,8 @@ def file_lock(path: str | Path, what: str, timeout: float | None = None) -> Iter
     try:
         lock.acquire(timeout=0)
     except Timeout:
+        if getattr(multiprocessing.current_process(), "_inheriting", False):  # held by the parent that spawned us
+            raise AgdError(SPAWN_HINT) from None  # (waiting would be forever)
         warn(f"waiting for another agd process to finish {what} ({path})")
         try:
             lock.acquire(timeout=-1 if timeout is None else timeout)

@@ -353,3 +353,31 @@ def test_pooled_validation_is_the_metrics_of_all_nets():
     assert p["flops"] == metrics(flops_fit(gm, meas), meas)
     assert p["lut"]["within_10pct"] != a["lut"]["within_10pct"] or p["lut"]["mape"] != a["lut"]["mape"]
     assert abs(p["repeatability"]["median_rel_diff"] - (8 * 0.01 + 16 * 0.02) / 24) < 1e-12
+
+
+_UNGUARDED_SCRIPT = """
+from agd_deploy.profiling.validate import lower_archs
+from agd_deploy.space import Arch
+archs = [Arch.extreme("sr", False, [1, 3, 16, 16]), Arch.extreme("sr", True, [1, 3, 16, 16])]
+print(lower_archs(archs, "ort-cpu-fp32", progress=False, jobs_n=2))
+"""
+
+
+def test_a_script_without_a_main_guard_gets_one_line_not_a_hang(tmp_path):
+    """Conversion workers are spawned, and spawn re-runs the main script's top level in each one. Unguarded,
+    that code asked for the cache lock its parent held while waiting for those workers: a silent hang forever.
+    Now the worker refuses the lock, and the parent says why in one line."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(_UNGUARDED_SCRIPT)
+    env = dict(os.environ, AGD_CACHE_DIR=str(tmp_path / "cache"))
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode != 0
+    last = p.stderr.strip().splitlines()[-1]
+    assert "AgdError" in last and 'if __name__ == "__main__":' in last
+    guarded = tmp_path / "guarded.py"
+    body = "".join(f"    {line}\n" for line in _UNGUARDED_SCRIPT.strip().splitlines()[2:])
+    guarded.write_text("\n".join(_UNGUARDED_SCRIPT.strip().splitlines()[:2])
+                       + "\n\ndef main():\n" + body + "\n\nif __name__ == '__main__':\n    main()\n")
+    ok = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ok.stdout.count(".onnx") == 2

@@ -42,7 +42,7 @@ import numpy as np
 from .. import __version__
 from ..errors import AgdError
 from ..space import Arch, BlockSpec, build, get_space, sample_archs
-from ..utils import atomic_write_json
+from ..utils import SPAWN_HINT, atomic_write_json
 from . import tables
 from .lut import LUT, now_iso
 
@@ -303,6 +303,8 @@ def run_lower_jobs(todo: list[LowerJob], jobs_n: int | None, progress: bool, des
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
+        from concurrent.futures.process import BrokenProcessPool
+
         with ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_run_job, job) for job in todo]
             try:
@@ -310,6 +312,9 @@ def run_lower_jobs(todo: list[LowerJob], jobs_n: int | None, progress: bool, des
                     done(*f.result())
                     if bar is not None:
                         bar.update(1)
+            except BrokenProcessPool:
+                raise AgdError(f"a conversion worker died before finishing: killed for memory, or (called from a "
+                               f"Python script) {SPAWN_HINT}. --jobs 1 converts in this process") from None
             except BaseException:
                 for f in futures:
                     f.cancel()
