@@ -187,6 +187,20 @@ def test_shipped_luts_match_the_space():
         assert {b.key for b in sp.all_blocks(h, w)} <= set(lut.entries), f"{p} misses blocks"
 
 
+def test_every_shipped_table_has_its_device_in_the_tables_readme():
+    """A user picks a shipped table by device: latency_tables/README.md names each one's device class and key
+    (a table added without its row is a table nobody can tell the origin of without opening it)."""
+    from agd_deploy.device import identity_of
+
+    root = resource_dir("latency_tables")
+    text = (Path(__file__).resolve().parent.parent / "latency_tables" / "README.md").read_text(encoding="utf-8")
+    missing = []
+    for p in sorted([*root.glob("*/*.json"), *root.glob("*/*/*.json")]):
+        ident = identity_of(LUT.load(p).device)
+        if ident.device_key not in text or ident.device_class not in text:
+            missing.append(f"{p.relative_to(root)} ({ident.device_class}, {ident.device_key})")
+    assert not missing, "shipped tables without a row in latency_tables/README.md:\n  " + "\n  ".join(missing)
+
 def _noisy_copy(lut: LUT, factor: float, jitter: float, noise: float, seed: int) -> LUT:
     rng = random.Random(seed)
     entries = {k: {**e, "min_ms": e["min_ms"] * factor * (1 + rng.uniform(-jitter, jitter))}
