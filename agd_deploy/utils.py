@@ -137,13 +137,21 @@ def read_yaml(path: str | Path, what: str, error: type | None = None) -> Any:
     AgdError = error or AgdError  # noqa: N806
     p = Path(path)
     try:
-        return yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise AgdError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise AgdError(f"{what} {p}: not UTF-8 text (byte {e.start})") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise AgdError(f"{what} {p}: not valid YAML{where}") from None
-    except OSError as e:
-        raise AgdError(f"cannot read {what} {p}: {e.strerror or e}") from None
+    except (ValueError, OverflowError) as e:  # PyYAML's scanner: an escape such as "\UFFFFFFFF" is no character
+        raise AgdError(f"{what} {p}: not valid YAML ({e})") from None
+    except RecursionError:
+        raise AgdError(f"{what} {p}: not valid YAML (nested too deeply)") from None
 
 
 SPAWN_HINT = ("a worker process re-ran this script's top-level code: agd starts its conversion workers with "

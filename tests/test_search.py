@@ -165,6 +165,9 @@ def _edited_lut(setup, tmp_path, **change) -> Path:
     ("frac", "--budget-frac"),
     ("gmacs_without_flops", "--cost flops"),
     ("bad_yaml", "not valid YAML"),
+    ("bad_escape", "not valid YAML"),  # PyYAML raised OverflowError / ValueError here (found by tests/test_fuzz.py)
+    ("too_deep", "nested too deeply"),
+    ("not_utf8", "not UTF-8 text"),
     ("unknown_key", "unknown setting(s) stepz"),
     ("bad_value", "steps must be a positive integer"),
     ("no_recipe", "not found"),
@@ -186,9 +189,10 @@ def test_bad_input_is_one_line(setup, agd, tmp_path, case, needle):
         args += ["--budget-frac", "1.5"]
     elif case == "gmacs_without_flops":
         args += ["--budget-gmacs", "2"]
-    elif case in ("bad_yaml", "unknown_key", "bad_value"):
-        text = {"bad_yaml": "steps: [1, 2\n", "unknown_key": "stepz: 3\n", "bad_value": "steps: -3\n"}[case]
-        (tmp_path / "r.yaml").write_text(text)
+    elif case in ("bad_yaml", "bad_escape", "too_deep", "not_utf8", "unknown_key", "bad_value"):
+        text = {"bad_yaml": "steps: [1, 2\n", "bad_escape": 'steps: "\\UFFFFFFFF"\n', "too_deep": "[" * 20000,
+                "not_utf8": "steps: \udcff\n", "unknown_key": "stepz: 3\n", "bad_value": "steps: -3\n"}[case]
+        (tmp_path / "r.yaml").write_bytes(text.encode("utf-8", "surrogateescape"))
         args[0] = str(tmp_path / "r.yaml")
     elif case == "no_recipe":
         args[0] = "no_such_recipe"
