@@ -351,4 +351,5 @@ def test_coreml_int8_converts_on_linux(tmp_path):
     spec = ct.utils.load_spec(str(p))
     assert p.name == "small.int8.mlpackage" and spec.description.input[0].name == "input"
     assert spec.description.output[0].name == "output"
-    assert spec.description.metadata.userDefined["precision"] == "int8-weights"
+    meta = spec.description.metadata.userDefined
+    assert meta["precision"] == "int8-weights" and meta["layout"] == "NCHW" and meta["agd.quantization"] == "W8"

@@ -92,9 +92,12 @@ def lower(target, module, example, out: str | Path, *, calib=None, metadata: dic
         ml = _convert(module, example)
         if target.is_int8:
             ml = _quantize(ml, calib)
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
-    if target.is_int8:
-        meta["agd.quantization"] = int8_mode(calib)
+    # the package says what it is, as a .tflite's metadata does: W8 keeps float activations ("int8-weights")
+    mode = int8_mode(calib) if target.is_int8 else None
+    meta = {"precision": {"W8": "int8-weights", "W8A8": "int8"}.get(mode, target.precision), "layout": "NCHW"}
+    meta.update({k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()})
+    if mode:
+        meta["agd.quantization"] = mode
     ml.user_defined_metadata.update(meta)
     ml.short_description = "agd-deploy generator: input `input` float32 NCHW RGB, output `output`"
     return _save(ml, Path(out))
