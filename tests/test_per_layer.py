@@ -249,3 +249,29 @@ def test_st_frame_fallbacks_and_blocks(tmp_path):
     ops = {f["op"] for f in e["per_layer"]["float_fallback"]}
     # those ran in float in frame version 2 (ConvTranspose: not quantized by ORT, onnxruntime issue 8988)
     assert not ops & {"InstanceNormalization", "ConvTranspose", "Pad", "Tanh"}, ops
+
+
+def test_a_shared_bias_behind_an_identity_still_matches(tmp_path):
+    """The TorchScript exporter feeds a bias shared by two convs to the second one through an Identity; the int8
+    graph has no Identity (each conv gets its own bias before quantizing). Matching looks through it: before,
+    the ST frame's int8 convs from the first shared bias on were all left unmatched, as "(other)"."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def graph(shared: bool):
+        w = [numpy_helper.from_array(np.ones((4, 4, 3, 3), np.float32), f"w{i}") for i in range(2)]
+        b = [numpy_helper.from_array(np.zeros(4, np.float32), "b0")]
+        nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["y0"], name="/a/Conv", pads=[1, 1, 1, 1])]
+        if shared:
+            nodes.append(helper.make_node("Identity", ["b0"], ["b1"], name="Identity_1"))
+        else:
+            b.append(numpy_helper.from_array(np.zeros(4, np.float32), "b1"))
+        nodes.append(helper.make_node("Conv", ["y0", "w1", "b1"], ["y"], name="/b/Conv" if shared else "n2",
+                                      pads=[1, 1, 1, 1]))
+        io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8]) for n in ("x", "y")]
+        p = tmp_path / ("fp32.onnx" if shared else "other.onnx")
+        onnx.save(helper.make_model(helper.make_graph(nodes, "g", [io[0]], [io[1]], w + b)), str(p))
+        return layers.OnnxGraph(p, None)
+
+    ref, other = graph(True), graph(False)
+    assert layers.match_by_structure(other, ref)["n2"] == "/b/Conv"

@@ -39,6 +39,9 @@ TFLITE_NOTE = ("per-layer: not available for tflite on this machine (LiteRT has 
                "on Android: benchmark_model --enable_op_profiling")
 _QDQ = ("QuantizeLinear", "DequantizeLinear")
 _FOLDED = ("Relu", "Clip")  # ORT's QDQ quantizer drops a Relu/Clip after a conv (the Q's range does it)
+# the TorchScript exporter feeds a shared initializer to its second user through an Identity; the int8 graph has
+# none (quant/onnx.py: unshare_weights gives every conv its own), so an Identity is looked through like a Q/DQ
+_PASS = _QDQ + _FOLDED + ("Identity",)
 _INT8_TYPES = ("uint8", "int8")
 _CONV = re.compile(r"^(QLinear)?Conv(Integer|Transpose)?$|^(Group)?Convolution(BackpropData)?$|^FusedConv$")
 
@@ -196,7 +199,7 @@ class OnnxGraph:
 
 def _signatures(g: OnnxGraph) -> dict[str, int]:
     """A structural hash per non-Q/DQ node: op type + its inputs' hashes (producer, graph input, constant by
-    shape), Q/DQ chains skipped, so an fp32 graph and its QDQ graph hash their ops alike."""
+    shape), Q/DQ chains (and `_PASS`) skipped, so an fp32 graph and its QDQ graph hash their ops alike."""
     memo: dict[str, int] = {}
 
     def tensor(t: str) -> Any:
@@ -209,7 +212,7 @@ def _signatures(g: OnnxGraph) -> dict[str, int]:
         p = g.producer.get(t)
         if p is None:
             return "?"
-        if p.op_type in _QDQ or p.op_type in _FOLDED:
+        if p.op_type in _PASS:
             return tensor(p.input[0])
         if p.op_type == "Constant":
             dims = tuple(p.attribute[0].t.dims) if p.attribute and p.attribute[0].type == 4 else ()
@@ -227,7 +230,7 @@ def _signatures(g: OnnxGraph) -> dict[str, int]:
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(max(old, 20000))
     try:
-        return {n.name: node(n) for n in g.model.graph.node if n.op_type not in _QDQ and n.op_type not in _FOLDED}
+        return {n.name: node(n) for n in g.model.graph.node if n.op_type not in _PASS}
     finally:
         sys.setrecursionlimit(old)
 
