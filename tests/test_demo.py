@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agd_deploy.demo import DemoConfig, Stages, _key, target_format
+from agd_deploy.demo import DemoConfig, Stages, _key, prediction_note, target_format
 from agd_deploy.device import identify
 from agd_deploy.profiling.tables import device_folder
 from agd_deploy.runtimes.base import device_fingerprint
@@ -177,6 +177,9 @@ def test_demo_end_to_end_and_rerun(tmp_path):
     t0 = time.perf_counter()
     r = _agd("demo", "--out", str(run), "--json", timeout=1800)
     first = time.perf_counter() - t0
+    if r.returncode != 0 and "speed moved between profiling and validating" in r.stderr:
+        pytest.skip("this machine changed speed between profiling and validating (the demo said so and stopped, "
+                    "as it should): no end-to-end verdict to test now")
     assert r.returncode == 0, r.stderr[-3000:]
     s = json.loads(r.stdout)
     disk = json.loads((run / "summary.json").read_text())
@@ -198,11 +201,16 @@ def test_demo_end_to_end_and_rerun(tmp_path):
         check("lut", t)
     assert disk["lut_check"] in ("this-device", "fits", "rescaled-fits", "profiled") or \
         disk["lut_source"].startswith("transferred")
-    assert disk["prediction_rel_error"] <= 0.10  # the table predicts the artifact the demo measured
+    # The table predicts the artifact the demo measured, at the speed this machine runs at now: a shared VM's
+    # speed moves with its host's load (it ran 0.71x-0.79x its own morning table one afternoon), which a
+    # reference net timed beside the artifact measures; a miss without that excuse is the table's.
+    f = disk["machine_speed_factor"]
+    assert 0 < f and disk["prediction_rel_error_rescaled"] <= 0.10
+    assert ("prediction_note" in disk) == (disk["prediction_rel_error"] > 0.10)
     int8 = [e for e in disk["exports"] if e["format"] == "onnx-int8"]
     assert int8 and int8[0]["status"] == "ok"
     assert disk["student"]["psnr_vs_teacher"] - disk["bicubic"]["psnr_vs_teacher"] >= 1.0
-    assert disk["measured_ms"] <= disk["budget_ms"] * 1.10  # the budget, with the LUT's noise band
+    assert disk["measured_ms"] / f <= disk["budget_ms"] * 1.10  # the budget at the table's speed, with its noise band
     html = (run / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 8 and "not run" not in html
     assert (run / "search" / "arch.json").is_file() and (run / "search" / "log.jsonl").is_file()
@@ -241,7 +249,8 @@ def _gate(tmp_path, monkeypatch, shares: list[float], source: str = "shipped"):
         for p in (out_json, out_json.with_name("validation.brief.json")):
             p.write_text("{}")
         n = 3 * cfg.validate_n if extend else cfg.validate_n
-        return {"lut": {"within_10pct": share, "mape": 0.05}, "flops": {}, "n": n}
+        lut = share if isinstance(share, dict) else {"within_10pct": share, "mape": 0.05}
+        return {"lut": lut, "flops": {}, "n": n}
 
     monkeypatch.setattr(demo, "stage_profile", profile)
     monkeypatch.setattr(demo, "stage_validate", validate)
@@ -266,6 +275,18 @@ def test_gate_near_miss_is_decided_on_more_nets(tmp_path, monkeypatch):
     assert _gate(tmp_path / "d", monkeypatch, [1.0]) == (8, ["profile", "validate"])
 
 
+def test_a_table_off_by_one_factor_is_refused_naming_the_machine_speed(tmp_path, monkeypatch):
+    """Both tables miss, but by one factor each time (a shared host's speed moved between profiling and
+    validating): the refusal says that, with the factor, instead of only "too noisy"."""
+    moved = {"within_10pct": 0.0, "mape": 0.33, "speed_factor": 1.5, "within_10pct_rescaled": 1.0}
+    out, ran = _gate(tmp_path / "a", monkeypatch, [moved, moved])
+    assert ran == ["profile", "validate", "profile-again", "validate"]
+    assert "uniformly 1.50x the table's times" in out and "speed moved" in out and "\n" not in out
+    off = {**moved, "within_10pct_rescaled": 0.5}  # not one factor: the plain message
+    out, _ = _gate(tmp_path / "b", monkeypatch, [off, off])
+    assert "too noisy to time now" in out and "uniformly" not in out
+
+
 def test_forced_profile_takes_the_table_another_demo_wrote_meanwhile(tmp_path, monkeypatch):
     """Two demos whose check of the shipped table failed: the one that comes second to "profile this machine"
     uses the table the other wrote after it began judging (it does not profile the same blocks again), but not
@@ -284,3 +305,19 @@ def test_forced_profile_takes_the_table_another_demo_wrote_meanwhile(tmp_path, m
     assert json.loads(dest.read_text())["entries"] == json.loads(written.read_text())["entries"]
     demo.stage_profile(cfg, dest, force_profile=True, since=time.time() + 60)  # judged after it was written
     assert len(profiled) == 1  # so this machine is profiled (the stub leaves the old file in place)
+
+
+def test_a_missed_prediction_says_whether_the_table_or_the_machine_moved():
+    """The demo's note on a prediction more than 10% off: with a reference net timed beside the artifact it
+    tells a machine running at another speed (the prediction fits after that factor) from a table that does
+    not predict this net; without one it points to `agd profile check`."""
+    base = {"predicted_ms": 20.0, "measured_ms": 15.4, "prediction_rel_error": round(4.6 / 15.4, 4)}
+    moved = prediction_note({**base, "machine_speed_factor": 0.77,
+                             "prediction_rel_error_rescaled": round(abs(20 * 0.77 - 15.4) / 15.4, 4)}, "t.json")
+    assert "0.77x" in moved and "another speed" in moved and "0% off" in moved and "profile check" not in moved
+    wrong = prediction_note({**base, "machine_speed_factor": 1.0, "prediction_rel_error_rescaled": 0.2987}, "t.json")
+    assert "does not predict this net" in wrong and "agd profile check --table t.json" in wrong
+    blind = prediction_note(base, "t.json")
+    assert blind.startswith("the table predicted 20.00 ms, the artifact measured 15.40 ms (30% off)")
+    assert "agd profile check --table t.json" in blind
+    assert all("\n" not in n for n in (moved, wrong, blind))

@@ -165,6 +165,17 @@ def test_metrics_on_known_numbers():
     assert metrics(meas[::-1].copy(), meas)["spearman"] == pytest.approx(-1.0)
 
 
+def test_one_factor_tells_a_machine_that_changed_speed_from_a_table_that_does_not_fit():
+    from agd_deploy.profiling.validate import one_factor
+
+    pred = np.array([10.0, 20.0, 30.0, 40.0])
+    moved = one_factor(pred, pred * 1.5 * np.array([1.0, 1.04, 0.97, 1.02]))  # the host got 1.5x slower
+    assert moved["speed_factor"] == pytest.approx(1.5 * 1.01, rel=0.01) and moved["within_10pct_rescaled"] == 1.0
+    assert metrics(pred, pred * 1.5)["within_10pct"] == 0.0
+    wrong = one_factor(pred, pred * np.array([0.5, 1.0, 1.6, 1.0]))  # nets off by different factors
+    assert wrong["speed_factor"] == pytest.approx(1.0) and wrong["within_10pct_rescaled"] == 0.5
+
+
 def test_validate_small(tmp_path):
     """validate on a real runtime with a complete (synthetic-valued) table: report keys and a plot."""
     from test_lut import synthetic_lut
@@ -175,8 +186,10 @@ def test_validate_small(tmp_path):
     rep = validate(lut, n=3, seed=1, rounds=2, progress=False, plot=tmp_path / "v.png")
     assert rep["n"] == 3 and len(rep["points"]) == 3
     for k in ("lut", "flops"):
-        assert set(rep[k]) == {"mape", "within_10pct", "spearman", "kendall"}
+        assert set(rep[k]) >= {"mape", "within_10pct", "spearman", "kendall"}
         assert 0 <= rep[k]["within_10pct"] <= 1
+    assert set(rep["lut"]) - set(rep["flops"]) == {"speed_factor", "within_10pct_rescaled"}
+    assert rep["lut"]["within_10pct_rescaled"] >= rep["lut"]["within_10pct"] or rep["lut"]["speed_factor"] == 1
     assert "spearman" in rep["repeatability"]
     assert all(p["measured_ms"] > 0 and p["gmacs"] > 0 for p in rep["points"])
     assert (tmp_path / "v.png").stat().st_size > 10_000
@@ -329,7 +342,7 @@ def test_pooled_validation_is_the_metrics_of_all_nets():
     the FLOPs fit refitted on all of them, the parts' sizes kept."""
     import numpy as np
 
-    from agd_deploy.profiling.validate import flops_fit, metrics, pool
+    from agd_deploy.profiling.validate import flops_fit, lut_metrics, metrics, pool
 
     rng = np.random.default_rng(0)
 
@@ -349,7 +362,7 @@ def test_pooled_validation_is_the_metrics_of_all_nets():
     meas = np.array([x["measured_ms"] for x in pts])
     gm = np.array([x["gmacs"] for x in pts])
     assert p["n"] == 24 and p["pooled_from"] == [8, 16] and p["seed"] == [1, 2]
-    assert p["lut"] == metrics(pred, meas)
+    assert p["lut"] == lut_metrics(pred, meas)
     assert p["flops"] == metrics(flops_fit(gm, meas), meas)
     assert p["lut"]["within_10pct"] != a["lut"]["within_10pct"] or p["lut"]["mape"] != a["lut"]["mape"]
     assert abs(p["repeatability"]["median_rel_diff"] - (8 * 0.01 + 16 * 0.02) / 24) < 1e-12

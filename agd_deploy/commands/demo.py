@@ -80,6 +80,8 @@ def demo(out, target, budget_ms, budget_frac, task, formats, train_steps, shippe
     q = lambda k, f: (s.get(k) or {}).get(f)  # noqa: E731
     lines = [f"budget {s['budget_ms']:.2f} ms, LUT prediction {s['predicted_ms']:.2f} ms, measured "
              f"{s['measured_ms']:.2f} ms ({s['measured_artifact']} on {s['target']})"]
+    if s.get("prediction_note"):
+        lines.append(f"  note: {s['prediction_note']}")
     for name in ("input", "student", "student_int8", "teacher") if task != "sr" else \
             ("bicubic", "student", "student_int8", "teacher"):
         if s.get(name):

@@ -148,6 +148,10 @@ def validate_cmd(table: Path, n, seed, rounds, plot, lower_only, as_json) -> Non
         m = rep[k]
         lines.append(f"  {k:5s}  MAPE {m['mape'] * 100:5.1f}%  within ±10% {m['within_10pct'] * 100:5.1f}%  "
                      f"Spearman {m['spearman']:.3f}  Kendall {m['kendall']:.3f}")
+    f = rep["lut"].get("speed_factor")
+    if f is not None:
+        lines.append(f"  after one factor ({f:.3f}x the table: this machine's speed now) within ±10% "
+                     f"{rep['lut']['within_10pct_rescaled'] * 100:5.1f}%")
     lines.append(f"  repeatability Spearman (pass 1 vs 2) {rep['repeatability']['spearman']:.3f}")
     if plot:
         lines.append(f"  plot: {plot}")

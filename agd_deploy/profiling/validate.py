@@ -32,6 +32,18 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
             "kendall": float(stats.kendalltau(pred, meas).statistic)}
 
 
+def one_factor(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    """How the table does up to one factor: the median measured/predicted, and the share within ±10% after it.
+    A table that fits here only up to that factor is one measured while the machine ran at another speed."""
+    f = float(np.median(meas / pred))
+    return {"speed_factor": f, "within_10pct_rescaled": float((np.abs(pred * f - meas) / meas <= 0.10).mean())}
+
+
+def lut_metrics(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
+    """A table's validation figures: `metrics` and `one_factor`."""
+    return {**metrics(pred, meas), **one_factor(pred, meas)}
+
+
 def flops_fit(gmacs: np.ndarray, meas: np.ndarray) -> np.ndarray:
     """Least-squares ms = a * GMACs + b on the same nets (the best a FLOPs proxy can do here)."""
     a, b = np.polyfit(gmacs, meas, 1)
@@ -145,7 +157,7 @@ def validate(lut: LUT, n: int = 50, seed: int = 0, rounds: int = 10, progress: b
     report = {"n": n, "seed": seed, "target": lut.target, "table": str(lut.path) if lut.path else None,
               "clock": lut.clock, "table_device": lut.device, "this_device": device_fingerprint(),
               "devices": {"table": describe_device(lut.device), "here": describe_device(device_fingerprint())},
-              "lut": metrics(pred, meas), "flops": metrics(flops_pred, meas),
+              "lut": lut_metrics(pred, meas), "flops": metrics(flops_pred, meas),
               "repeatability": {"spearman": float(stats.spearmanr(p1, p2).statistic),
                                 "median_rel_diff": float(np.median(np.abs(p1 - p2) / ((p1 + p2) / 2)))},
               "points": [{"predicted_ms": round(float(p), 4), "measured_ms": round(float(m), 4),
@@ -166,8 +178,9 @@ def pool(reports: list[dict[str, Any]], plot: str | Path | None = None) -> dict[
     gmacs = np.array([p["gmacs"] for p in pts])
     flops_pred = flops_fit(gmacs, meas)
     n = [r["n"] for r in reports]
-    rep = {**reports[0], "n": len(pts), "seed": [r["seed"] for r in reports], "lut": metrics(pred, meas),
-           "flops": metrics(flops_pred, meas), "points": pts, "pooled_from": n,
+    rep = {**reports[0], "n": len(pts), "seed": [r["seed"] for r in reports],
+           "lut": lut_metrics(pred, meas), "flops": metrics(flops_pred, meas),
+           "points": pts, "pooled_from": n,
            "repeatability": {k: float(np.average([r["repeatability"][k] for r in reports], weights=n))
                              for k in ("spearman", "median_rel_diff")}}
     rep.pop("plot", None)

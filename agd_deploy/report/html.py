@@ -148,6 +148,11 @@ def _overview(d: RunData) -> str:
             [f"measured ({_e(s.get('measured_artifact', 'onnx-int8'))} artifact on the target"
              + (f", {_e(s['measured_statistic'])}, {_e(s.get('measured_clock', ''))} clock"
                 if s.get("measured_statistic") else "") + ")", _num(meas, ".2f", " ms") + verdict]]
+    if isinstance(s.get("machine_speed_factor"), (int, float)):
+        rows.append(["a reference net timed beside it: time here / in the table",
+                     _num(s["machine_speed_factor"], ".2f", "x")])
+    if s.get("prediction_note"):
+        rows.append(["note", _e(s["prediction_note"])])
     if "gmacs" in arch or "params" in arch:
         rows.append(["derived arch", f'{_num(arch.get("gmacs"), ".3f", " GMACs")}, '
                                      f'{_num(arch.get("params"), ",d", " params")}'])
