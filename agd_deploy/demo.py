@@ -110,6 +110,25 @@ class Stages:
         self.reused: list[str] = []
         self.wall: dict[str, float] = {}      # seconds each stage took in this invocation
 
+    def reuse(self, name: str, key: dict[str, Any], outputs: list[Path] = ()) -> dict[str, Any] | None:
+        """The result of `name` finished earlier with this key (its outputs still there), recorded as reused;
+        else None, and nothing runs."""
+        marker = self.dir / f"{name}.json"
+        t0 = time.perf_counter()
+        if not marker.is_file():
+            return None
+        try:
+            old = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return None
+        if old.get("key") != _key(key) or not all(Path(p).exists() for p in outputs):
+            return None
+        self.seconds[name] = float(old.get("seconds", 0.0))
+        self.reused.append(name)
+        self.wall[name] = time.perf_counter() - t0
+        self.log(f"[{name}] reused (finished earlier in {self.seconds[name]:.1f} s)")
+        return old["result"]
+
     def __call__(self, name: str, key: dict[str, Any], fn: Callable[[bool], dict[str, Any]],
                  outputs: list[Path] = ()) -> dict[str, Any]:
         """Run fn(resume) unless reused. resume is True only when an interrupted run of this stage had the same
@@ -117,17 +136,9 @@ class Stages:
         marker = self.dir / f"{name}.json"
         k = _key(key)
         t0 = time.perf_counter()
-        if marker.is_file():
-            try:
-                old = json.loads(marker.read_text())
-            except (OSError, ValueError):
-                old = {}
-            if old.get("key") == k and all(Path(p).exists() for p in outputs):
-                self.seconds[name] = float(old.get("seconds", 0.0))
-                self.reused.append(name)
-                self.wall[name] = time.perf_counter() - t0
-                self.log(f"[{name}] reused (finished earlier in {self.seconds[name]:.1f} s)")
-                return old["result"]
+        done = self.reuse(name, key, outputs)
+        if done is not None:
+            return done
         started = self.dir / f"{name}.started"
         resume = started.is_file() and started.read_text().strip() == k
         self.log(f"[{name}] {'resuming' if resume else 'running'} ...")
@@ -617,7 +628,9 @@ def _table_stages(cfg: DemoConfig, run: Path, table: Path, stages: Stages, log) 
             "space": _space_hash(), "device": _device_key(), "shipped": cfg.shipped_lut}
     if cfg.space != "sr":  # the SR demo's marker keys stay as they were
         pkey = {**pkey, "space": _space_hash(cfg.space), "space_name": cfg.space}
-    prof = stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
+    # a run that had to profile this machine (below) reuses that table on a rerun, not the one it refused
+    prof = stages.reuse("profile", dict(pkey, force=True), [table]) or \
+        stages("profile", pkey, lambda resume: stage_profile(cfg, table), [table])
     judged = time.time()  # a table another agd process writes for this device after this is not the one we judge
     _check_budget(cfg, table)
     val_json, val_png = run / "profile" / "validation.json", run / "profile" / "validation.png"

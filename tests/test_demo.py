@@ -275,6 +275,13 @@ def test_gate_near_miss_is_decided_on_more_nets(tmp_path, monkeypatch):
     assert _gate(tmp_path / "d", monkeypatch, [1.0]) == (8, ["profile", "validate"])
 
 
+def test_a_rerun_reuses_the_table_a_run_had_to_profile(tmp_path, monkeypatch):
+    """The shipped table missed, the run profiled this machine and went on: its rerun reuses that table and its
+    validation (before, it judged the shipped table again, profiled again, and redid every later stage)."""
+    assert _gate(tmp_path, monkeypatch, [4 / 8, 1.0]) == (8, ["profile", "validate", "profile-again", "validate"])
+    assert _gate(tmp_path, monkeypatch, []) == (8, [])
+
+
 def test_a_table_off_by_one_factor_is_refused_naming_the_machine_speed(tmp_path, monkeypatch):
     """Both tables miss, but by one factor each time (a shared host's speed moved between profiling and
     validating): the refusal says that, with the factor, instead of only "too noisy"."""
