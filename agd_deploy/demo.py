@@ -744,7 +744,7 @@ def prediction_note(summary: dict[str, Any], table_name: str) -> str:
     f, left = summary.get("machine_speed_factor"), summary.get("prediction_rel_error_rescaled")
     if f is None:
         return f"{head}; check the table here: agd profile check --table {table_name}"
-    if left <= PREDICTION_TOL:
+    if left <= PREDICTION_TOL:  # (one net's factor: it tells a changed machine state, not a few percent)
         return (f"{head}, but a reference net timed beside it ran {f:.2f}x its table time: this machine runs at "
                 f"another speed than when the table was measured (a shared host's load moves it), and at that speed "
                 f"the prediction is {left * 100:.0f}% off. A budget in ms holds only at the table's speed")
