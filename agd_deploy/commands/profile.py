@@ -150,7 +150,7 @@ def validate_cmd(table: Path, n, seed, rounds, plot, lower_only, as_json) -> Non
                      f"Spearman {m['spearman']:.3f}  Kendall {m['kendall']:.3f}")
     f = rep["lut"].get("speed_factor")
     if f is not None:
-        lines.append(f"  after one factor ({f:.3f}x the table: this machine's speed now) within ±10% "
+        lines.append(f"  after one factor (the nets ran {f:.3f}x the table's times here) within ±10% "
                      f"{rep['lut']['within_10pct_rescaled'] * 100:5.1f}%")
     lines.append(f"  repeatability Spearman (pass 1 vs 2) {rep['repeatability']['spearman']:.3f}")
     if plot:

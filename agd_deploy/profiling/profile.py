@@ -302,7 +302,6 @@ def run_lower_jobs(todo: list[LowerJob], jobs_n: int | None, progress: bool, des
             return
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
-
         from concurrent.futures.process import BrokenProcessPool
 
         with ProcessPoolExecutor(max_workers=min(n, len(todo)), mp_context=mp.get_context("spawn")) as pool:
