@@ -729,22 +729,24 @@ def _summary(cfg: DemoConfig, arch: dict, srch: dict, meas: dict, quality: dict,
             f = ref["speed_factor"]
             summary["machine_speed_factor"] = f
             summary["prediction_rel_error_rescaled"] = round(abs(pred * f - ms) / ms, 4)
-        if summary["prediction_rel_error"] > PREDICTION_TOL:
+        from .profiling.validate import WITHIN
+
+        if summary["prediction_rel_error"] > WITHIN:
             summary["prediction_note"] = prediction_note(summary, table_name=prof.get("table") or "the table")
     return summary
 
 
-PREDICTION_TOL = 0.10  # the ±10% a validated table promises on whole nets
-
-
 def prediction_note(summary: dict[str, Any], table_name: str) -> str:
-    """One line on a prediction that missed by more than PREDICTION_TOL: the table, or this machine's speed?"""
+    """One line on a prediction that missed by more than the ±10% a validated table promises
+    (`profiling.validate.WITHIN`): the table, or this machine's speed?"""
+    from .profiling.validate import WITHIN
+
     pred, ms, err = summary["predicted_ms"], summary["measured_ms"], summary["prediction_rel_error"]
     head = f"the table predicted {pred:.2f} ms, the artifact measured {ms:.2f} ms ({err * 100:.0f}% off)"
     f, left = summary.get("machine_speed_factor"), summary.get("prediction_rel_error_rescaled")
     if f is None:
         return f"{head}; check the table here: agd profile check --table {table_name}"
-    if left <= PREDICTION_TOL:  # (one net's factor: it tells a changed machine state, not a few percent)
+    if left <= WITHIN:  # (one net's factor: it tells a changed machine state, not a few percent)
         return (f"{head}, but a reference net timed beside it ran {f:.2f}x its table time: this machine runs at "
                 f"another speed than when the table was measured (a shared host's load moves it), and at that speed "
                 f"the prediction is {left * 100:.0f}% off. A budget in ms holds only at the table's speed")
