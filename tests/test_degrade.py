@@ -344,6 +344,29 @@ def test_native_mix_is_the_image_itself_reproducible_and_aligned(photo, tmp_path
         assert min(err, key=err.get) == (0, 0) and err[(0, 0)] < 3.0
 
 
+def test_native_mix_takes_realesrgan_as_its_other_share(photo):
+    """native+realesrgan(+clean): native crops beside Real-ESRGAN's degraded LR (the (b) protocol's inputs); the
+    non-native draws are Real-ESRGAN's own LR of the HR for the same generator state, degraded, not the bicubic."""
+    from agd_deploy.data.degrade import NativeMix, RealESRGAN, rng_for
+
+    img = photo[:, :128]
+    for name in ("native+realesrgan", "native+realesrgan+clean", "native:0.25+realesrgan"):
+        mix = get_degradation(name)
+        assert isinstance(mix, NativeMix) and mix.name == name and mix.key != get_degradation("native+bicubic").key
+    mix, real = get_degradation("native+realesrgan"), RealESRGAN()
+    others = 0
+    for v in range(12):
+        hr, lr = degrade(img, 4, mix, seed=0, variant=v)
+        assert lr.shape == (32, 32, 3)
+        if hr.any():
+            rng = rng_for(0, v, img)
+            rng.uniform()  # the native/other draw comes first
+            assert np.array_equal(lr, real.lr(hr, 4, rng))
+            assert not np.array_equal(lr, make_lr(img, 4)[1])  # degraded, not plain bicubic
+            others += 1
+    assert 0 < others < 12
+
+
 def test_native_crops_come_from_the_whole_image_not_only_the_centre_crop(photo, tmp_path):
     """The cache centre-crops each image to max_side for the other draws; its native draws are cut anywhere in
     the whole image (the same teacher cost: content from all over the image), each an exact crop at the size

@@ -15,7 +15,8 @@ Names (`get_degradation`, the `--degradation` flag and the recipe key):
   realistic quality, each with its own probability, and a share of plain bicubic LR (`PhotoConfig`);
 - `jpeg:Q`: bicubic LR saved as JPEG at quality Q (1..100);
 - `noise:S`: bicubic LR plus Gaussian noise of std S (0..255 scale), colour;
-- `native+bicubic`, `native+photo` (`native:P+X`: share P): a share NATIVE_PROB of the draws is a crop of the image
+- `native+bicubic`, `native+photo`, `native+realesrgan`, `native+realesrgan+clean` (`native:P+X`: share P): a
+  share NATIVE_PROB of the draws is a crop of the image
   itself, from anywhere in it, at its own resolution (no downscale: what users feed `agd upscale`, the native
   protocol's distribution; distillation needs no ground truth, the target is the teacher's output on that crop),
   the rest the named degradation's LR (`NativeMix`). A native draw has no HR: its stored HR is zeros (training
@@ -43,7 +44,8 @@ from .protocol import crop_to_multiple, make_lr
 
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = {"area": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
-NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "photo", "jpeg:Q", "noise:S", "native+bicubic", "native+photo")
+NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "photo", "jpeg:Q", "noise:S", "native+bicubic", "native+photo",
+         "native+realesrgan", "native+realesrgan+clean")
 CLEAN_PROB = 0.3  # realesrgan+clean: this share of the variants is clean bicubic LR
 NATIVE_PROB = 0.5  # native+X: this share of the variants is a native-resolution crop of the image
 
@@ -537,7 +539,7 @@ def get_degradation(spec: "str | Degradation | None") -> Degradation:
     if s.startswith("native") and "+" in s:  # native+X, native:P+X (P the native share, 0 < P <= 1)
         head, _, other = s.partition("+")
         share = head[len("native:"):] if head.startswith("native:") else (None if head == "native" else "")
-        if other in ("bicubic", "photo") and share != "":
+        if other in ("bicubic", "photo", "realesrgan", "realesrgan+clean") and share != "":
             try:
                 p = NATIVE_PROB if share is None else float(share)
             except ValueError:
