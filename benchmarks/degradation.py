@@ -20,6 +20,7 @@ benchmarks/results/degradation.{md,json}. Teacher outputs are cached in the user
     python benchmarks/degradation.py                 # the real run (see the README for its time)
     python benchmarks/degradation.py --tiny          # a smoke run: minutes, numbers meaningless
     python benchmarks/degradation.py --degradations bicubic,photo --before OLD.json   # the mild mix; keeps OLD's table
+    python benchmarks/degradation.py --extra-data DIR    # train on DIR's photos too (benchmarks/debian_photos.py)
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agd_deploy.data import Images, builtin_images, center_crop  # noqa: E402
+from agd_deploy.data import ImageFolder, Images, builtin_images, center_crop  # noqa: E402
 from agd_deploy.device import identify  # noqa: E402
 from agd_deploy.space import Arch, build, count, get_space  # noqa: E402
 from agd_deploy.utils import atomic_write_json, atomic_write_text  # noqa: E402
@@ -61,6 +62,13 @@ def load_arch(path: str | None) -> tuple[Arch, str]:
 
 def crops(images: Images, side: int, what: str) -> Images:
     return Images(images.names, [center_crop(a, side) for a in images.arrays], f"{images.source}, centre {side} {what}")
+
+
+def with_folder(base: Images, folder: str) -> Images:
+    """The built-in training images plus every photo of `folder` (decoded now: tens of photos, not thousands)."""
+    extra = ImageFolder(folder)
+    names, arrays = [f"extra/{n}" for n in extra.names], [extra[i][1] for i in range(len(extra))]
+    return Images(list(base.names) + names, list(base.arrays) + arrays, f"{base.source} + {len(names)} photos of {folder}")
 
 
 def protocols(degs: list[str]) -> list[tuple[str, str]]:
@@ -92,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-export", action="store_true", help="skip the int8 vs fp32 part")
     ap.add_argument("--before", default=None, help="an earlier results JSON: its table is kept in a 'before' section")
     ap.add_argument("--tiny", action="store_true", help="smoke run: 3 steps, 4 training images, small crops")
+    ap.add_argument("--extra-data", default=None,
+                    help="a folder of photos trained on beside the 13 built-in ones (benchmarks/opencv_photos.py)")
     a = ap.parse_args(argv)
     if a.tiny:
         a.steps, a.max_side, a.eval_side, a.native_side, a.patch = 3, 64, 64, 16, 12
@@ -112,6 +122,9 @@ def main(argv=None) -> int:
     train_imgs = builtin_images("train")
     if a.tiny:
         train_imgs = Images(train_imgs.names[:4], train_imgs.arrays[:4], train_imgs.source + " (first 4)")
+    if a.extra_data:
+        train_imgs = with_folder(train_imgs, a.extra_data)
+    print(f"training images: {len(train_imgs)} ({train_imgs.source})", flush=True)
     held = builtin_images("heldout")
     eval_sets = {"native": crops(held, a.native_side, "at native resolution"),
                  "degraded": crops(held, a.eval_side, "HR"), "bicubic": crops(held, a.eval_side, "HR")}
@@ -122,7 +135,8 @@ def main(argv=None) -> int:
                      "gmacs": c.gmacs, "steps": a.steps, "batch": a.batch, "patch": a.patch, "lr": a.lr,
                      "loss": a.loss, "seed": a.seed,
                      "variants": a.variants, "max_side": a.max_side, "eval_side": a.eval_side,
-                     "native_side": a.native_side, "students": {}, "tiny": a.tiny}
+                     "native_side": a.native_side, "students": {}, "tiny": a.tiny,
+                     "train_images": len(train_imgs), "train_source": train_imgs.source}
     degs = [d.strip() for d in a.degradations.split(",") if d.strip()]
     if "bicubic" not in degs or len(degs) < 2:
         ap.error("--degradations needs bicubic and at least one other")
@@ -210,6 +224,7 @@ def report(r: dict) -> str:
              f"loss {r.get('loss', 'l1')}, seed {r.get('seed', 0)}, "
              f"training HR crops {r['max_side']}, {r['variants']} degraded variants per image",
              f"- held-out: (a) centre {r['native_side']} px at native resolution, (b)/(c) centre {r['eval_side']} px HR",
+             f"- training images: {r.get('train_images', '13')} ({r.get('train_source', 'built-in images (train)')})",
              f"- total {r.get('seconds')} s", "",
              "PSNR vs the teacher's output on the same input (Y, dB); bicubic's beside it.", "",
              "| trained on | input | student | bicubic | gain | SSIM student | SSIM bicubic |",
