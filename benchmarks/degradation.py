@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--before", default=None, help="an earlier results JSON: its table is kept in a 'before' section")
     ap.add_argument("--tiny", action="store_true", help="smoke run: 3 steps, 4 training images, small crops")
     ap.add_argument("--extra-data", default=None,
-                    help="a folder of photos trained on beside the 13 built-in ones (benchmarks/opencv_photos.py)")
+                    help="a folder of photos trained on beside the 13 built-in ones (benchmarks/debian_photos.py)")
     a = ap.parse_args(argv)
     if a.tiny:
         a.steps, a.max_side, a.eval_side, a.native_side, a.patch = 3, 64, 64, 16, 12
