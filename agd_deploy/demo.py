@@ -65,7 +65,7 @@ class DemoConfig:
                                 # bicubic share repeats one LR per image: run once); the search keeps its recipe's
     train_loss: str = "mse"     # TrainConfig.loss
     device: str = "auto"        # search/train/teacher device (train.device); latency is measured on the target
-    amp: str = "auto"           # CUDA mixed precision of search and train (off on the CPU)
+    amp: str = "auto"           # mixed precision of search and train (train.device; on the CPU train times it)
     task: str = "sr"            # sr | denoise (for_task)
     space: str = "sr"           # the search space of the task's recipe
 
@@ -330,6 +330,7 @@ def stage_train(cfg: DemoConfig, arch_path: Path, out: Path, resume: bool = Fals
     # (the built-in grey photos are replicated to RGB on purpose, also for the ncnn teacher: data/images.py)
     return {"ckpt": str(out), "steps": res.get("steps"), "final_loss": res.get("final_loss"),
             "degradation": res.get("degradation"), "variants": res.get("variants"),
+            "amp": res.get("amp"), "amp_probe": res.get("amp_probe"),  # CPU: what --amp auto read (train.json)
             "weights_sha256": sha256_file(out / "generator.safetensors")}
 
 

@@ -26,6 +26,7 @@ ISA_FEATURES_X86 = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw
                     "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
 ISA_FEATURES_ARM = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve", "sve2", "sme")  # cpuinfo "Features" names
 INT8_DOT = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}  # features that give int8 dot-product kernels
+BF16_MATH = {"avx512_bf16", "amx_bf16", "bf16"}  # features that give bf16 matmul/convolution kernels (x86, Arm)
 
 ARM_IMPLEMENTERS = {"0x41": "ARM", "0x42": "Broadcom", "0x43": "Cavium", "0x48": "HiSilicon", "0x4e": "NVIDIA",
                     "0x51": "Qualcomm", "0x53": "Samsung", "0x61": "Apple", "0xc0": "Ampere"}

@@ -299,7 +299,7 @@ def test_device_cuda_without_cuda_is_one_line_exit_2(cmd, capsys, tmp_path):
 def test_device_resolution():
     from agd_deploy.train.device import DeviceError, resolve
 
-    c = resolve("cpu", "bf16")  # AMP is CUDA-only: off on the CPU (with a warning)
+    c = resolve("cpu", "fp16")  # fp16 autocast is CUDA-only: off on the CPU (with a warning); bf16: test_cpu_amp.py
     assert c.device.type == "cpu" and c.amp is None and not c.channels_last
     assert resolve("auto", "auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(DeviceError, match="expected auto, cpu"):

@@ -101,6 +101,18 @@ def test_search_writes_the_contract(setup, agd, tmp_path):
     assert (out / "search_ckpt.pt").is_file()
 
 
+def test_search_runs_under_cpu_bf16_autocast_when_asked(setup, agd, tmp_path):
+    """--amp bf16 on the CPU is CPU autocast for the supernet too (auto stays fp32 there: only train times it)."""
+    out = tmp_path / "bf16"
+    code, stdout, err = agd("search", *common(setup), "--budget-frac", "0.5", "--out", out, "--json",
+                            "--device", "cpu", "--amp", "bf16")
+    assert code == 0, err
+    d = json.loads(stdout)
+    assert d["search"]["amp"] == "bf16" and d["search"]["device"] == "cpu"
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(math.isfinite(r["loss"]) for r in rows)
+
+
 def test_flops_search_gets_the_same_ms_budget_as_macs(setup, agd, tmp_path):
     out = tmp_path / "flops"
     code, stdout, err = agd("search", *common(setup), "--cost", "flops", "--budget-frac", "0.5", "--out", out,

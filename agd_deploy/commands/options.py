@@ -23,8 +23,9 @@ def device_options(amp_default: str = "off"):
     def deco(f):
         f = click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default=amp_default,
                          show_default=True,
-                         help="Mixed precision on CUDA (auto: bf16 where the GPU has it, else fp16); "
-                              "always off on the CPU.")(f)
+                         help="Mixed precision. CUDA: auto = bf16 where the GPU has it, else fp16. CPU: bf16 = "
+                              "CPU autocast; auto = bf16 only where a timed training step shows it pays (train, "
+                              "demo), else fp32; fp16 = fp32.")(f)
         f = click.option("--device", default="auto", show_default=True, callback=_check_device,
                          help="auto (CUDA when present, under torchrun cuda:LOCAL_RANK), cpu, cuda or cuda:N.")(f)
         return f

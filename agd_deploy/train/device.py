@@ -4,9 +4,12 @@ precision (`--amp auto|bf16|fp16|off`) and channels-last, resolved once per comm
     rt = resolve("auto", amp="auto")          # Compute(device=cuda:0, amp=bfloat16, channels_last=True) on a GPU
     with rt.autocast(): y = model(x.to(rt.device))
 
-`auto` is CUDA when torch sees a GPU (under torchrun: cuda:LOCAL_RANK), else the CPU. AMP is for CUDA only:
-on the CPU it is off (a requested bf16/fp16 says so once). Channels-last pays on CUDA with AMP (tensor-core
-convolutions want NHWC); on the CPU and in fp32 it is left off. Lives in `train/` (the learn layer) because
+`auto` is CUDA when torch sees a GPU (under torchrun: cuda:LOCAL_RANK), else the CPU. On CUDA, AMP `auto` is
+bf16 (fp16 on older GPUs). On the CPU, `--amp bf16` is CPU autocast in bf16 (with channels-last: oneDNN's bf16
+convolutions want NHWC), fp16 is refused with one warning, and `auto` is *measured*: `choose_cpu_amp` times a
+few training steps both ways on this CPU and keeps bf16 only where it is clearly faster (a CPU without bf16
+instructions emulates it slowly, one with AMX or AVX-512 BF16 runs it several times faster: which one this is
+is a reading, not a default). In fp32, channels-last is left off. Lives in `train/` (the learn layer) because
 it imports torch; `agd_deploy.device` (core) stays stdlib-only, and `data/` only receives a torch.device."""
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
@@ -32,7 +36,7 @@ class DeviceError(AgdError):
 @dataclass(frozen=True)
 class Compute:
     device: torch.device
-    amp: torch.dtype | None = None     # autocast dtype on CUDA, None = fp32
+    amp: torch.dtype | None = None     # autocast dtype (CUDA: bf16/fp16; CPU: bf16), None = fp32
     channels_last: bool = False
 
     @property
@@ -96,10 +100,43 @@ def resolve_device(spec: str | torch.device | None = "auto", local_rank: int | N
     raise DeviceError(f"--device {spec}: expected {DEVICES}")
 
 
+BF16_MIN_SPEEDUP = 1.25  # a step's time moves ~10% between rounds on a shared box: bf16 must clearly pay to be chosen
+BF16_MIN_STEP_MS = 50.0  # shorter fp32 steps save seconds a run: not worth a choice that could flip between reruns
+
+
+def choose_cpu_amp(step_under: Callable[[Compute], Callable[[], Any]], cpu: Compute, rounds: int = 3,
+                   isa: tuple[str, ...] | None = None) -> tuple[Compute, dict[str, Any]]:
+    """`--amp auto` on the CPU: bf16 autocast + channels-last if this CPU has bf16 instructions, an fp32 step
+    takes >= BF16_MIN_STEP_MS and a bf16 step runs >= BF16_MIN_SPEEDUP times faster, timed interleaved
+    (runtimes.timing.measure); else fp32. Two thresholds, so that the same command picks the same precision
+    on reruns (bf16 and fp32 train different weights): small nets and near-equal speeds stay fp32.
+
+    step_under(compute) -> a zero-argument callable that runs one training step (forward, backward, optimizer)
+    of a throwaway copy of the model under `compute`. Returns the chosen Compute and what was measured (for
+    train.json: `amp_probe`)."""
+    from ..device import BF16_MATH, identify
+
+    have = sorted(set(identify().isa if isa is None else isa) & BF16_MATH)
+    if not have:
+        return cpu, {"chosen": "off", "why": "this CPU lists no bf16 instructions (avx512_bf16, amx_bf16, bf16)"}
+    from ..runtimes.timing import measure
+
+    bf16 = Compute(cpu.device, torch.bfloat16, True)
+    st = measure({"fp32": step_under(cpu), "bf16": step_under(bf16)}, rounds=rounds, warmup=1,
+                 untimed_before_each=False)
+    fp32_ms, bf16_ms = st["fp32"].min_ms, st["bf16"].min_ms
+    speedup = fp32_ms / bf16_ms if bf16_ms > 0 else 0.0
+    chosen = bf16 if speedup >= BF16_MIN_SPEEDUP and fp32_ms >= BF16_MIN_STEP_MS else cpu
+    return chosen, {"chosen": chosen.amp_name, "isa": have, "fp32_step_ms": round(fp32_ms, 2),
+                    "bf16_step_ms": round(bf16_ms, 2), "speedup": round(speedup, 3), "min_speedup": BF16_MIN_SPEEDUP,
+                    "min_step_ms": BF16_MIN_STEP_MS, "rounds": rounds}
+
+
 def resolve(device: str | torch.device | None = "auto", amp: str | None = "off", channels_last: bool | None = None,
             local_rank: int | None = None, warn: bool = True) -> Compute:
     """Device + AMP + channels-last. amp 'auto' = bf16 on a CUDA GPU that supports it, fp16 on older ones,
-    off on the CPU; an explicit bf16/fp16 on the CPU is turned off with one warning."""
+    fp32 on the CPU until a caller measures (choose_cpu_amp); bf16 on the CPU is CPU autocast; fp16 on the CPU
+    is turned off with one warning."""
     dev = resolve_device(device, local_rank)
     a = (amp or "off").lower()
     if a not in AMPS:
@@ -109,12 +146,18 @@ def resolve(device: str | torch.device | None = "auto", amp: str | None = "off",
         if a == "auto":
             a = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(a)
-    elif a in ("bf16", "fp16") and warn:
+    elif a == "bf16":  # CPU autocast: bf16 matmuls/convolutions where the CPU has them (AMX, AVX-512 BF16)
+        dtype = torch.bfloat16
+    elif a == "fp16" and warn:
         from ..log import warn as _warn
 
         _warn(f"--amp {a} is for CUDA only: running in fp32 on the {dev.type}")
-    cl = (dev.type == "cuda" and dtype is not None) if channels_last is None else bool(channels_last and dev.type == "cuda")
+    if channels_last is None:  # NHWC is what oneDNN's bf16 convolutions want on the CPU, tensor cores on CUDA
+        cl = dtype is not None
+    else:
+        cl = bool(channels_last)
     return Compute(dev, dtype, cl)
 
 
-__all__ = ["AMPS", "Compute", "DEVICES", "DeviceError", "resolve", "resolve_device"]
+__all__ = ["AMPS", "BF16_MIN_SPEEDUP", "BF16_MIN_STEP_MS", "Compute", "DEVICES", "DeviceError", "choose_cpu_amp", "resolve",
+           "resolve_device"]

@@ -91,12 +91,45 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * min(step, total) / total))
 
 
-def _save_state(path: Path, model, opt, step: int, total: int, arch: Arch, cfg: TrainConfig, loss: float) -> None:
+def _save_state(path: Path, model, opt, step: int, total: int, arch: Arch, cfg: TrainConfig, loss: float,
+                amp: str = "off") -> None:
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "total": total,
              "torch_rng": torch.get_rng_state(), "arch": arch.to_json(), "config": json.dumps(asdict(cfg)),
-             "loss": loss}
+             "loss": loss, "amp": amp}
     with atomic_path(path, ".pt") as tmp:
         torch.save(state, tmp)
+
+
+def probe_steps(model: torch.nn.Module, loss_fn, x: torch.Tensor, t: torch.Tensor):
+    """`step_under` for train.device.choose_cpu_amp: compute -> one training step (forward, loss, backward, Adam)
+    of a copy of `model` on the batch (x, t); the model itself and the global RNG are left untouched."""
+    import copy
+
+    def step_under(c):
+        m = c.module(copy.deepcopy(model))
+        o = torch.optim.Adam(m.parameters(), lr=1e-6)
+        xc, tc = c.tensor(x), c.tensor(t)
+
+        def step():
+            with c.autocast():
+                y = m(xc)
+            loss = loss_fn(y.float(), tc)
+            o.zero_grad(set_to_none=True)
+            loss.backward()
+            o.step()
+        return step
+    return step_under
+
+
+def _cpu_amp(model: torch.nn.Module, loss_fn, x: torch.Tensor, t: torch.Tensor, cpu, resumed: str | None):
+    """`--amp auto` on the CPU: fp32 vs bf16 timed on one step of this run's net and batch. A resumed run keeps
+    the precision it started with (its checkpoint says which), without timing again."""
+    from .device import Compute, choose_cpu_amp
+
+    if resumed in ("off", "bf16"):
+        chosen = Compute(cpu.device, torch.bfloat16, True) if resumed == "bf16" else cpu
+        return chosen, {"chosen": resumed, "why": "resumed: the precision this run started with"}
+    return choose_cpu_amp(probe_steps(model, loss_fn, x, t), cpu)
 
 
 def _load_state(path: Path, arch: Arch) -> dict[str, Any]:
@@ -193,7 +226,15 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
         opt.load_state_dict(st["optimizer"])
         torch.set_rng_state(st["torch_rng"])
         start = min(st["step"], total)
+    resumed_amp = st.get("amp") if st is not None else None
     del st
+    amp_probe = None
+    if comp.device.type == "cpu" and (cfg.amp or "auto").lower() == "auto" and start < total:
+        xb, tb, _ = ds.batch(start, cfg.batch, dist.rank, dist.world)
+        comp, amp_probe = _cpu_amp(model, LOSSES[cfg.loss], xb, tb, comp, resumed_amp)
+        comp, amp_probe = dist.broadcast_object((comp, amp_probe))  # rank 0's reading, for every rank
+        if comp.channels_last:
+            model = comp.module(model)
     if main:
         partial.mkdir(parents=True, exist_ok=True)
     net = model
@@ -206,12 +247,14 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
     scaler = torch.amp.GradScaler(comp.device.type, enabled=comp.amp == torch.float16)
     run_info = {"world_size": dist.world, "backend": dist.backend, "per_rank_batch": hi_i - lo_i,
                 "effective_batch": cfg.batch, "lr": cfg.lr, "lr_scaled": False, "device": str(comp.device),
-                "amp": comp.amp_name, "channels_last": comp.channels_last}
+                "amp": comp.amp_name, "channels_last": comp.channels_last, "amp_probe": amp_probe}
     if progress:  # the one line that states the parallel setup (also in train.json)
         sizes = sorted({b - a for a, b in (shard_bounds(cfg.batch, r, dist.world) for r in range(dist.world))})
         tqdm.write(f"train: world {dist.world}" + (f" ({dist.backend})" if dist.backend else "")
                    + f" on {comp.describe()}; per-rank batch {'-'.join(map(str, sizes))}, effective batch "
                    f"{cfg.batch}, lr {cfg.lr:g} (not scaled: --batch is the effective batch at any world size)"
+                   + (f"; --amp auto: a step {amp_probe['bf16_step_ms']:.0f} ms in bf16, "
+                      f"{amp_probe['fp32_step_ms']:.0f} ms in fp32" if amp_probe and "speedup" in amp_probe else "")
                    + (f"; resuming from step {start}" if start else ""), file=sys.stderr)
 
     vgg_loss = None
@@ -266,7 +309,7 @@ def train(arch: Arch, teacher, data: Images, cfg: TrainConfig, out: str | Path, 
                     fh.write(json.dumps({"step": done, "loss": loss_v, "lr": opt.param_groups[0]["lr"]}) + "\n")
         if done % cfg.ckpt_every == 0 and done < total:
             if main:
-                _save_state(state_path, model, opt, done, total, arch, cfg, loss_v)
+                _save_state(state_path, model, opt, done, total, arch, cfg, loss_v, comp.amp_name)
             saved = done
             dist.barrier()
     bar.close()
