@@ -71,6 +71,21 @@ def with_folder(base: Images, folder: str) -> Images:
     return Images(list(base.names) + names, list(base.arrays) + arrays, f"{base.source} + {len(names)} photos of {folder}")
 
 
+def training_images(tiny: bool, extra: str | None) -> Images:
+    """The 13 built-in training photos (the first 4 for a smoke run), plus `extra`'s photos when given."""
+    imgs = builtin_images("train")
+    if tiny:
+        imgs = Images(imgs.names[:4], imgs.arrays[:4], imgs.source + " (first 4)")
+    return with_folder(imgs, extra) if extra else imgs
+
+
+def held_out_sets(native_side: int, eval_side: int) -> dict[str, Images]:
+    """The held-out photos as the three protocols feed them: (a) native crops, (b)/(c) HR crops to degrade/downscale."""
+    held = builtin_images("heldout")
+    return {"native": crops(held, native_side, "at native resolution"),
+            "degraded": crops(held, eval_side, "HR"), "bicubic": crops(held, eval_side, "HR")}
+
+
 def protocols(degs: list[str]) -> list[tuple[str, str]]:
     """(a), (b), (c), then (b') per extra degradation: `degraded:NAME`."""
     extra = [(f"degraded:{d}", f"(b') held-out LR degraded by {d}") for d in degs
@@ -92,6 +107,7 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-side", type=int, default=256, help="HR crop of the held-out images for (b), (c)")
     ap.add_argument("--native-side", type=int, default=128, help="native crop of the held-out photos for (a)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--amp", default="off", help="the students' training precision (TrainConfig.amp): off | bf16 | auto")
     ap.add_argument("--work", default="runs/bench-degradation", help="CKPTs and exports go here")
     ap.add_argument("--out", default="benchmarks/results/degradation", help="writes OUT.md and OUT.json")
     ap.add_argument("--degradations", default="bicubic,realesrgan",
@@ -119,21 +135,15 @@ def main(argv=None) -> int:
     c = count(build(arch), arch.input_shape)
     print(f"arch: {arch_src} ({c.gmacs:.2f} GMACs at {arch.input_shape})", flush=True)
     teacher = load_teacher(TEACHER)
-    train_imgs = builtin_images("train")
-    if a.tiny:
-        train_imgs = Images(train_imgs.names[:4], train_imgs.arrays[:4], train_imgs.source + " (first 4)")
-    if a.extra_data:
-        train_imgs = with_folder(train_imgs, a.extra_data)
+    train_imgs = training_images(a.tiny, a.extra_data)
     print(f"training images: {len(train_imgs)} ({train_imgs.source})", flush=True)
-    held = builtin_images("heldout")
-    eval_sets = {"native": crops(held, a.native_side, "at native resolution"),
-                 "degraded": crops(held, a.eval_side, "HR"), "bicubic": crops(held, a.eval_side, "HR")}
+    eval_sets = held_out_sets(a.native_side, a.eval_side)
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     t_all = time.time()
     results: dict = {"device": device, "arch": arch_src,
                      "gmacs": c.gmacs, "steps": a.steps, "batch": a.batch, "patch": a.patch, "lr": a.lr,
-                     "loss": a.loss, "seed": a.seed,
+                     "loss": a.loss, "seed": a.seed, "amp": a.amp,
                      "variants": a.variants, "max_side": a.max_side, "eval_side": a.eval_side,
                      "native_side": a.native_side, "students": {}, "tiny": a.tiny,
                      "train_images": len(train_imgs), "train_source": train_imgs.source}
@@ -154,7 +164,7 @@ def main(argv=None) -> int:
         results["before"] = {k: old.get(k) for k in ("students", "goals", "device", "steps", "variants", "seconds")}
     for deg in degs:
         cfg = TrainConfig(steps=a.steps, batch=a.batch, patch=a.patch, lr=a.lr, threads=a.threads, loss=a.loss,
-                          seed=a.seed, max_side=a.max_side, degradation=deg, variants=a.variants)
+                          seed=a.seed, max_side=a.max_side, degradation=deg, variants=a.variants, amp=a.amp)
         t0 = time.time()
         print(f"[train {deg}] {a.steps} steps ...", flush=True)
         res = train(arch, teacher, train_imgs, cfg, work / f"student-{deg}", resume=True, progress=True)
