@@ -6,10 +6,10 @@ precision (`--amp auto|bf16|fp16|off`) and channels-last, resolved once per comm
 
 `auto` is CUDA when torch sees a GPU (under torchrun: cuda:LOCAL_RANK), else the CPU. On CUDA, AMP `auto` is
 bf16 (fp16 on older GPUs). On the CPU, `--amp bf16` is CPU autocast in bf16 (with channels-last: oneDNN's bf16
-convolutions want NHWC), fp16 is refused with one warning, and `auto` is *measured*: `choose_cpu_amp` times a
-few training steps both ways on this CPU and keeps bf16 only where it is clearly faster (a CPU without bf16
-instructions emulates it slowly, one with AMX or AVX-512 BF16 runs it several times faster: which one this is
-is a reading, not a default). In fp32, channels-last is left off. Lives in `train/` (the learn layer) because
+convolutions want NHWC), fp16 runs in fp32 with one warning, and `auto` is *measured*: `choose_cpu_amp` times
+a few training steps both ways on this CPU and keeps bf16 only where it is clearly faster (a CPU without bf16
+instructions emulates it slowly, one with AMX or AVX-512 BF16 can run it several times faster: which one this
+is, is a reading, not a default). In fp32, channels-last is left off. Lives in `train/` (the learn layer) because
 it imports torch; `agd_deploy.device` (core) stays stdlib-only, and `data/` only receives a torch.device."""
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def resolve_device(spec: str | torch.device | None = "auto", local_rank: int | N
     raise DeviceError(f"--device {spec}: expected {DEVICES}")
 
 
-BF16_MIN_SPEEDUP = 1.25  # a step's time moves ~10% between rounds on a shared box: bf16 must clearly pay to be chosen
+BF16_MIN_SPEEDUP = 1.25  # step times move between rounds on a shared box: bf16 must clearly pay to be chosen
 BF16_MIN_STEP_MS = 50.0  # shorter fp32 steps save seconds a run: not worth a choice that could flip between reruns
 
 
@@ -159,5 +159,5 @@ def resolve(device: str | torch.device | None = "auto", amp: str | None = "off",
     return Compute(dev, dtype, cl)
 
 
-__all__ = ["AMPS", "BF16_MIN_SPEEDUP", "BF16_MIN_STEP_MS", "Compute", "DEVICES", "DeviceError", "choose_cpu_amp", "resolve",
-           "resolve_device"]
+__all__ = ["AMPS", "BF16_MIN_SPEEDUP", "BF16_MIN_STEP_MS", "Compute", "DEVICES", "DeviceError", "choose_cpu_amp",
+           "resolve", "resolve_device"]
