@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=0, help="the training seed (TrainConfig.seed: init and batches)")
-    ap.add_argument("--loss", default="l1", choices=["l1", "mse"], help="the teacher term (TrainConfig.loss)")
+    ap.add_argument("--loss", default="l1", choices=["l1", "mse", "psnr"], help="the teacher term (TrainConfig.loss)")
     ap.add_argument("--variants", type=int, default=2, help="degraded variants per training image (the demo's 2)")
     ap.add_argument("--max-side", type=int, default=192, help="HR crop of the training images (sr_x4_tiny's)")
     ap.add_argument("--eval-side", type=int, default=256, help="HR crop of the held-out images for (b), (c)")

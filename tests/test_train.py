@@ -90,6 +90,48 @@ def test_mse_loss_trains_on_the_squared_error_and_is_a_new_run(setup, tmp_path):
         train(arch, t, images, TrainConfig(steps=1, patch=8, batch=1, loss="l3"), tmp_path / "bad", **kw)
 
 
+def test_psnr_loss_weighs_each_patch_by_its_relative_error():
+    """--loss psnr is the batch mean of log(per-patch MSE): a patch 10x further off moves the loss as much as the
+    others by the same factor, where MSE lets it dominate (the gradient per pixel scales with 1/error, not error)."""
+    from agd_deploy.train.loop import PSNR_EPS, psnr_loss
+
+    t = torch.zeros(2, 3, 8, 8)
+    y = torch.cat([torch.full((1, 3, 8, 8), 0.01), torch.full((1, 3, 8, 8), 0.1)]).requires_grad_(True)
+    loss = psnr_loss(y, t)
+    want = (np.log(0.01 ** 2 + PSNR_EPS) + np.log(0.1 ** 2 + PSNR_EPS)) / 2
+    assert abs(float(loss) - want) < 1e-5
+    loss.backward()
+    g_small, g_big = float(y.grad[0].abs().mean()), float(y.grad[1].abs().mean())
+    y2 = y.detach().clone().requires_grad_(True)
+    torch.nn.functional.mse_loss(y2, t).backward()
+    m_small, m_big = float(y2.grad[0].abs().mean()), float(y2.grad[1].abs().mean())
+    assert m_big / m_small == pytest.approx(10, rel=1e-4)        # MSE: the far patch pulls 10x harder
+    # log: d/dy log(e^2 + eps) ~ e / (e^2 + eps), so the near patch pulls ~10x harder (a bit less: the eps floor)
+    want_ratio = (0.01 / (0.01 ** 2 + PSNR_EPS)) / (0.1 / (0.1 ** 2 + PSNR_EPS))
+    assert g_small / g_big == pytest.approx(want_ratio, rel=1e-3) and 8 < want_ratio < 10
+    # the same value for one patch or for it repeated: a per-patch mean, not a batch-pooled MSE
+    assert abs(float(psnr_loss(y[:1], t[:1])) - float(psnr_loss(y[:1].repeat(3, 1, 1, 1), t[:1].repeat(3, 1, 1, 1)))) < 1e-6
+
+
+def test_psnr_loss_trains_and_is_recorded(setup, tmp_path):
+    """A --loss psnr run learns (closer to the teacher than at init, in per-patch dB) and says so in train.json."""
+    from agd_deploy.data import PatchDataset, TeacherCache
+    from agd_deploy.space import build
+    from agd_deploy.train.loop import psnr_loss
+
+    arch, t, images = Arch.load(setup["arch"]), load_teacher(setup["teacher"]), ImageFolder(setup["data"])
+    cfg = TrainConfig(steps=30, patch=8, batch=4, lr=2e-3, loss="psnr")
+    res = train(arch, t, images, cfg, tmp_path / "ckpt", cache_root=tmp_path / "cache", progress=False)
+    assert res["config"]["loss"] == "psnr" and np.isfinite(res["final_loss"]) and res["final_loss"] < 0
+    model, _ = load_ckpt(Path(res["ckpt"]))
+    ds = PatchDataset(TeacherCache(t, images, tmp_path / "cache", max_side=cfg.max_side, progress=False), 8)
+    x, tt, _ = ds.batch(10_000, 8)
+    torch.manual_seed(0)
+    init = build(arch).eval()
+    with torch.no_grad():
+        assert float(psnr_loss(model(x), tt)) < float(psnr_loss(init(x), tt)) - 0.5  # at least ~2 dB closer
+
+
 def test_perceptual_term_from_user_vgg(setup, tmp_path):
     from agd_deploy.train.vgg import VGG19Features
 

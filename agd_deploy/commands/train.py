@@ -21,8 +21,9 @@ from .options import device_options
 @click.option("--patch", type=click.IntRange(min=4), default=32, show_default=True, help="LR patch side.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", "lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option("--loss", type=click.Choice(["l1", "mse"]), default="l1", show_default=True,
-              help="The teacher term: l1, or mse (what PSNR vs the teacher scores).")
+@click.option("--loss", type=click.Choice(["l1", "mse", "psnr"]), default="l1", show_default=True,
+              help="The teacher term: l1, mse (what PSNR vs the teacher scores), or psnr (the log of each patch's "
+                   "MSE: clean and heavily degraded patches weigh alike).")
 @click.option("--gt-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an L1 term to the ground truth (the teacher term has weight 1).")
 @click.option("--vgg", type=click.Path(dir_okay=False), default=None,
@@ -57,7 +58,7 @@ def train(arch_path, teacher, data, epochs, steps, patch, batch, lr, loss, gt_we
           as_json):
     """Train ARCH.json (or an arch's CKPT folder) from scratch, distilling TEACHER on --data.
 
-    Loss: L1 (or --loss mse) to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes
+    Loss: L1 (or --loss mse / psnr) to the teacher's output [+ gt-weight * L1 to ground truth] [+ VGG terms]. Writes
     the CKPT folder OUT (generator.safetensors + arch.json); checkpoints go to OUT.partial/ and a rerun resumes
     from them.
 

@@ -40,7 +40,20 @@ from ..utils import atomic_path, cache_dir
 from .ckpt import WEIGHTS, is_ckpt, load_weights, save_ckpt
 
 
-LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}  # TrainConfig.loss: the teacher term
+PSNR_EPS = 1e-5  # psnr loss: an MSE floor (50 dB on a 0..1 range) so a patch the student already matches
+                 # cannot dominate the batch with a huge 1/MSE gradient
+
+
+def psnr_loss(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The batch mean of log(per-patch MSE): each patch's PSNR in the same units (up to -10/ln 10), so every
+    patch counts by its *relative* error. Plain MSE is driven by the patches with the largest errors; in a mix
+    of heavily degraded and clean inputs those are the degraded ones, while the score (dB over bicubic, per
+    image) weighs both kinds alike."""
+    mse = (y - t).pow(2).flatten(1).mean(1)
+    return torch.log(mse + PSNR_EPS).mean()
+
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "psnr": psnr_loss}  # TrainConfig.loss: the teacher term
 
 
 @dataclass
@@ -54,7 +67,8 @@ class TrainConfig:
     warmup: float = 0.05          # share of the steps (at most 100) with a linear ramp to lr: Adam's first
                                   # steps at 2e-3 blew a full-width residual student up (loss 0.04 -> 1e9)
     grad_clip: float = 1.0        # max global gradient norm (0: off)
-    loss: str = "l1"              # the teacher term: l1 | mse (MSE is what PSNR vs the teacher scores)
+    loss: str = "l1"              # the teacher term: l1 | mse (MSE is what PSNR vs the teacher scores) | psnr
+                                  # (log of each patch's MSE: patches weigh alike, loop.psnr_loss)
     gt_weight: float = 0.0        # weight of L1 to ground truth (teacher term has weight 1)
     vgg: str | None = None        # torchvision-layout VGG19 state_dict for the perceptual/style terms
     perceptual_weight: float = 0.0
