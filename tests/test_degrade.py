@@ -149,6 +149,14 @@ def test_names():
     clean = sum(np.array_equal(degrade(img, 4, mix, 0, v)[1], make_lr(img, 4)[1]) for v in range(40))
     assert 4 <= clean <= 22  # ~30% of the draws are plain bicubic; realesrgan alone never is
     assert not any(np.array_equal(degrade(img, 4, "realesrgan", 0, v)[1], make_lr(img, 4)[1]) for v in range(10))
+    more = get_degradation("realesrgan+clean:0.8")  # the clean share as a name: its own key, its share drawn
+    assert more.name == "realesrgan+clean:0.8" and more.key not in (mix.key, a.key)
+    assert get_degradation("realesrgan+clean:0.3").key == mix.key  # the default share is the plain name
+    assert sum(np.array_equal(degrade(img, 4, more, 0, v)[1], make_lr(img, 4)[1]) for v in range(40)) >= 26
+    assert get_degradation("native:0.3+realesrgan+clean:0.5").name == "native:0.3+realesrgan+clean:0.5"
+    for bad in ("realesrgan+clean:0", "realesrgan+clean:1", "realesrgan+clean:x", "native+realesrgan+clean:2"):
+        with pytest.raises(AgdError, match="clean share|unknown degradation"):
+            get_degradation(bad)
     assert default_degradation("realesrgan-x4plus") == "bicubic"  # opt-in: results/degradation.md
     assert suggested_degradation("realesrgan-x4plus") == "realesrgan"
     assert suggested_degradation("esrgan-pth:/m/RealESRGAN_x4plus.pth") == "realesrgan"

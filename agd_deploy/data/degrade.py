@@ -10,6 +10,7 @@ Names (`get_degradation`, the `--degradation` flag and the recipe key):
 - `realesrgan`: two stages of blur -> random resize -> noise -> JPEG, then resize to HR/scale with a final sinc
   filter and JPEG in random order, as Real-ESRGAN x4plus's training options draw them (`RealESRGANConfig`);
 - `realesrgan+clean`: the same, but 30% of the draws are plain bicubic LR (a student also fed clean images);
+  `realesrgan+clean:P` a share P of them;
 - `photo`: one mild stage closer to the photos users feed at their own resolution (soft, lightly compressed,
   little noise): Gaussian blur of the HR, a downscale with random interpolation, mild Gaussian noise, JPEG at a
   realistic quality, each with its own probability, and a share of plain bicubic LR (`PhotoConfig`);
@@ -44,8 +45,8 @@ from .protocol import crop_to_multiple, make_lr
 
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = {"area": Image.BOX, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
-NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "photo", "jpeg:Q", "noise:S", "native+bicubic", "native+photo",
-         "native+realesrgan", "native+realesrgan+clean")
+NAMES = ("bicubic", "realesrgan", "realesrgan+clean", "realesrgan+clean:P", "photo", "jpeg:Q", "noise:S",
+         "native+bicubic", "native+photo", "native+realesrgan", "native+realesrgan+clean")
 CLEAN_PROB = 0.3  # realesrgan+clean: this share of the variants is clean bicubic LR
 NATIVE_PROB = 0.5  # native+X: this share of the variants is a native-resolution crop of the image
 
@@ -337,7 +338,8 @@ class RealESRGAN(_Configured):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return "realesrgan+clean" if self.config.clean_prob > 0 else "realesrgan"
+        p = self.config.clean_prob
+        return "realesrgan" if p <= 0 else "realesrgan+clean" if p == CLEAN_PROB else f"realesrgan+clean:{p:g}"
 
     def lr(self, hr, scale, rng):
         c = self.config
@@ -534,12 +536,21 @@ def get_degradation(spec: "str | Degradation | None") -> Degradation:
         return RealESRGAN()
     if s == "realesrgan+clean":
         return RealESRGAN(RealESRGANConfig(clean_prob=CLEAN_PROB))
+    if s.startswith("realesrgan+clean:"):  # realesrgan+clean:P, P the clean share, 0 < P < 1
+        try:
+            p = float(s[len("realesrgan+clean:"):])
+        except ValueError:
+            p = -1.0
+        if not 0 < p < 1:
+            raise AgdError(f"bad degradation {spec!r}: realesrgan+clean:P takes a clean share 0 < P < 1")
+        return RealESRGAN(RealESRGANConfig(clean_prob=p))
     if s == "photo":
         return Photo()
     if s.startswith("native") and "+" in s:  # native+X, native:P+X (P the native share, 0 < P <= 1)
         head, _, other = s.partition("+")
         share = head[len("native:"):] if head.startswith("native:") else (None if head == "native" else "")
-        if other in ("bicubic", "photo", "realesrgan", "realesrgan+clean") and share != "":
+        if (other in ("bicubic", "photo", "realesrgan", "realesrgan+clean") or other.startswith("realesrgan+clean:")) \
+                and share != "":
             try:
                 p = NATIVE_PROB if share is None else float(share)
             except ValueError:
