@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agd_deploy.data import ImageFolder, Images, builtin_images, center_crop  # noqa: E402
 from agd_deploy.device import identify  # noqa: E402
 from agd_deploy.space import Arch, build, count, get_space  # noqa: E402
+from agd_deploy.train.loop import LOSSES  # noqa: E402
 from agd_deploy.utils import atomic_write_json, atomic_write_text  # noqa: E402
 
 TEACHER = "realesrgan-x4plus"
@@ -101,7 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, default=24)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--seed", type=int, default=0, help="the training seed (TrainConfig.seed: init and batches)")
-    ap.add_argument("--loss", default="l1", choices=["l1", "mse", "psnr"], help="the teacher term (TrainConfig.loss)")
+    ap.add_argument("--loss", default="l1", choices=list(LOSSES), help="the teacher term (TrainConfig.loss)")
     ap.add_argument("--variants", type=int, default=2, help="degraded variants per training image (the demo's 2)")
     ap.add_argument("--max-side", type=int, default=192, help="HR crop of the training images (sr_x4_tiny's)")
     ap.add_argument("--eval-side", type=int, default=256, help="HR crop of the held-out images for (b), (c)")

@@ -113,6 +113,15 @@ def test_psnr_loss_weighs_each_patch_by_its_relative_error():
     assert abs(float(psnr_loss(y[:1], t[:1])) - float(psnr_loss(y[:1].repeat(3, 1, 1, 1), t[:1].repeat(3, 1, 1, 1)))) < 1e-6
 
 
+def test_cli_loss_choices_are_the_losses():
+    """`agd train --loss` spells LOSSES' keys out (no torch at CLI start-up): the two lists must agree."""
+    from agd_deploy.commands.train import train as train_cmd
+    from agd_deploy.train.loop import LOSSES
+
+    opt = next(p for p in train_cmd.params if p.name == "loss")
+    assert list(opt.type.choices) == list(LOSSES)
+
+
 def test_psnr_loss_trains_and_is_recorded(setup, tmp_path):
     """A --loss psnr run learns (closer to the teacher than at init, in per-patch dB) and says so in train.json."""
     from agd_deploy.data import PatchDataset, TeacherCache

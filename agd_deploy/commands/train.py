@@ -21,6 +21,7 @@ from .options import device_options
 @click.option("--patch", type=click.IntRange(min=4), default=32, show_default=True, help="LR patch side.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option("--lr", "lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+# --loss: train/loop.py LOSSES' keys, spelled out to keep torch out of the CLI's start-up (tests check they agree)
 @click.option("--loss", type=click.Choice(["l1", "mse", "psnr"]), default="l1", show_default=True,
               help="The teacher term: l1, mse (what PSNR vs the teacher scores), or psnr (the log of each patch's "
                    "MSE: clean and heavily degraded patches weigh alike).")

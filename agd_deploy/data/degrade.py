@@ -522,6 +522,14 @@ def register_degradation(name: str, factory: Callable[[], Degradation]) -> None:
     _REGISTERED[n] = factory
 
 
+def _share(text: str) -> float:
+    """The P of a `name:P` share; NaN (outside every range check) when it is not a number."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
+
+
 def get_degradation(spec: "str | Degradation | None") -> Degradation:
     """A degradation by name (module doc, or `register_degradation`); None is `bicubic`. Bad names raise AgdError
     (one line)."""
@@ -537,10 +545,7 @@ def get_degradation(spec: "str | Degradation | None") -> Degradation:
     if s == "realesrgan+clean":
         return RealESRGAN(RealESRGANConfig(clean_prob=CLEAN_PROB))
     if s.startswith("realesrgan+clean:"):  # realesrgan+clean:P, P the clean share, 0 < P < 1
-        try:
-            p = float(s[len("realesrgan+clean:"):])
-        except ValueError:
-            p = -1.0
+        p = _share(s[len("realesrgan+clean:"):])
         if not 0 < p < 1:
             raise AgdError(f"bad degradation {spec!r}: realesrgan+clean:P takes a clean share 0 < P < 1")
         return RealESRGAN(RealESRGANConfig(clean_prob=p))
@@ -551,10 +556,7 @@ def get_degradation(spec: "str | Degradation | None") -> Degradation:
         share = head[len("native:"):] if head.startswith("native:") else (None if head == "native" else "")
         if (other in ("bicubic", "photo", "realesrgan", "realesrgan+clean") or other.startswith("realesrgan+clean:")) \
                 and share != "":
-            try:
-                p = NATIVE_PROB if share is None else float(share)
-            except ValueError:
-                p = -1.0
+            p = NATIVE_PROB if share is None else _share(share)
             if not 0 < p <= 1:
                 raise AgdError(f"bad degradation {spec!r}: native:P+X takes a native share 0 < P <= 1")
             return NativeMix(get_degradation(other), p)
